@@ -1,0 +1,85 @@
+"""Dataset dirs (manifest.parquet + import report) and the torch Dataset over them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from emotion_core.fileio import write_json, write_parquet
+from emotion_core.images import ImageLoadError, load_image
+from emotion_core.importers import ordered_columns
+from emotion_core.labels import EMOTION_INDEX, EMOTIONS
+
+MANIFEST_FILE = "manifest.parquet"
+REPORT_FILE = "import_report.json"
+REQUIRED_COLUMNS = ("image_id", "path", "label", "split")
+
+
+class DatasetError(ValueError):
+    """A dataset dir that cannot be used; one line for the user."""
+
+
+def write_dataset(out_dir: str | os.PathLike, manifest: pd.DataFrame, report: dict) -> Path:
+    """Write manifest.parquet and import_report.json, each atomically."""
+    out_dir = Path(out_dir)
+    write_parquet(out_dir / MANIFEST_FILE, manifest[ordered_columns(manifest)])
+    write_json(out_dir / REPORT_FILE, report)
+    return out_dir
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """The manifest with absolute paths and a label_idx column; checks the contract."""
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise DatasetError(f"{dataset_dir}: no {MANIFEST_FILE} (create one with python -m training.prepare)")
+    frame = pd.read_parquet(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column {missing[0]!r}")
+    unknown = sorted(set(frame["label"]) - set(EMOTIONS))
+    if unknown:
+        raise DatasetError(f"{path}: unknown label {unknown[0]!r}; valid: {', '.join(EMOTIONS)}")
+    for column in ("agree", "disagree"):
+        if column not in frame:
+            frame[column] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    frame["path"] = [p if os.path.isabs(p) else str(dataset_dir / p) for p in frame["path"]]
+    frame["label_idx"] = frame["label"].map(EMOTION_INDEX).astype("int64")
+    return frame
+
+
+def split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    rows = frame[frame["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise DatasetError(f"the dataset has no {split!r} images (splits present: "
+                           f"{', '.join(sorted(frame['split'].unique()))})")
+    return rows
+
+
+class ImageDataset(Dataset):
+    """(image tensor, label index, row index, loaded ok) per manifest row.
+
+    A file that fails to load gives a zero image and ok=False instead of killing a
+    long run; callers mask or drop those rows and count them.
+    """
+
+    def __init__(self, frame: pd.DataFrame, transform: Callable, input_size: int):
+        self.paths = frame["path"].tolist()
+        self.labels = frame["label_idx"].tolist()
+        self.transform = transform
+        self.input_size = input_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            image = self.transform(load_image(self.paths[index]))
+            ok = True
+        except ImageLoadError:
+            image, ok = torch.zeros(3, self.input_size, self.input_size), False
+        return image, self.labels[index], index, ok

@@ -1,0 +1,41 @@
+"""Accuracy, per-class precision/recall/F1/support and the confusion matrix."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emotion_core.labels import EMOTIONS
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """counts[i, j] = images of true class i predicted as j."""
+    true, pred = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    counts = np.bincount(true * num_classes + pred, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes)
+
+
+def per_class_table(counts: np.ndarray, classes: tuple[str, ...] = EMOTIONS) -> pd.DataFrame:
+    """precision, recall, f1, support per class from a confusion matrix (0 where undefined)."""
+    diagonal = np.diag(counts).astype(float)
+    predicted, support = counts.sum(axis=0), counts.sum(axis=1)
+    precision = np.divide(diagonal, predicted, out=np.zeros_like(diagonal), where=predicted > 0)
+    recall = np.divide(diagonal, support, out=np.zeros_like(diagonal), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(diagonal), where=denominator > 0)
+    return pd.DataFrame({"emotion": list(classes), "precision": precision, "recall": recall,
+                         "f1": f1, "support": support.astype(int)})
+
+
+def evaluation_metrics(predictions: pd.DataFrame, classes: tuple[str, ...] = EMOTIONS) -> dict:
+    """The metrics.json payload for a predictions table (label_idx / pred_idx columns)."""
+    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(classes))
+    table = per_class_table(counts, classes)
+    total = int(counts.sum())
+    return {
+        "classes": list(classes),
+        "n_images": total,
+        "accuracy": float(np.trace(counts) / total) if total else 0.0,
+        "macro_f1": float(table["f1"].mean()),
+        "per_class": table.to_dict(orient="records"),
+        "confusion_matrix": counts.tolist(),
+    }

@@ -1,0 +1,56 @@
+"""Batched prediction with Grad-CAM for the predicted and the true class."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.models import VGG
+
+from emotion_core.gradcam import GradCam, normalise_maps
+from emotion_core.transforms import eval_transform
+
+
+@dataclass
+class BatchResult:
+    probabilities: np.ndarray  # (N, classes) float32
+    predicted: np.ndarray      # (N,) int64
+    cams: np.ndarray           # (N, 2, h, w) float16: [predicted class, true class], each max 1
+
+
+class Predictor:
+    """Holds a model in eval mode; call with batches of images or tensors."""
+
+    def __init__(self, model: VGG, input_size: int, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size = input_size
+        self.transform = eval_transform(input_size)
+        self.gradcam = GradCam(self.model)
+
+    def evaluate_batch(self, images: torch.Tensor, labels: torch.Tensor) -> BatchResult:
+        """Probabilities plus Grad-CAM for predicted and true class, one trunk pass."""
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device)
+        activations = self.gradcam.activations(images)
+        probabilities = torch.softmax(self.gradcam.logits(activations).float(), dim=1)
+        predicted = probabilities.argmax(dim=1)
+        cam_pred = normalise_maps(self.gradcam.maps(activations, predicted))
+        cam_true = normalise_maps(self.gradcam.maps(activations, labels))
+        cams = torch.stack([cam_pred, cam_true], dim=1)
+        return BatchResult(probabilities.cpu().numpy(), predicted.cpu().numpy(),
+                           cams.cpu().to(torch.float16).numpy())
+
+    def predict_image(self, image: Image.Image) -> np.ndarray:
+        """Class probabilities (classes,) for one RGB image."""
+        return self.predict_with_cam(image, target=None)[0]
+
+    def predict_with_cam(self, image: Image.Image, target: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and a [0, 1] Grad-CAM map for `target` (None: the top class)."""
+        batch = self.transform(image.convert("RGB")).unsqueeze(0).to(self.device)
+        activations = self.gradcam.activations(batch)
+        probabilities = torch.softmax(self.gradcam.logits(activations).float(), dim=1)[0]
+        target = int(probabilities.argmax()) if target is None else int(target)
+        cam = normalise_maps(self.gradcam.maps(activations, target))[0]
+        return probabilities.cpu().numpy(), cam.cpu().float().numpy()

@@ -1,0 +1,1 @@
+"""Command-line programs: prepare, train, evaluate, search, demo (python -m training.<name>)."""

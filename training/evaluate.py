@@ -1,0 +1,37 @@
+"""Evaluate a run's checkpoint: predictions.parquet, cams.npy and metrics.json in the run dir.
+
+  python -m training.evaluate --run workspace/runs/fi-vgg19 --dataset workspace/datasets/fi --split test
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from emotion_core.evaluation import evaluate_run
+from training.cli import run_main
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Predict with Grad-CAM on dataset splits and write metrics.")
+    parser.add_argument("--run", required=True, help="run dir holding checkpoint.pt; outputs are written here")
+    parser.add_argument("--dataset", required=True, help="dataset dir holding manifest.parquet")
+    parser.add_argument("--split", default="test", help="split(s) to evaluate, comma-separated (default: test)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda when available)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict:
+    splits = tuple(s.strip() for s in args.split.split(",") if s.strip())
+    metrics = evaluate_run(args.run, args.dataset, splits=splits, batch_size=args.batch_size,
+                           workers=args.workers, device=args.device)
+    for split, values in metrics["splits"].items():
+        print(f"{split}: accuracy {values['accuracy']:.1%} on {values['n_images']} images")
+    return metrics
+
+
+if __name__ == "__main__":
+    run_main(main, get_args_parser().parse_args())

@@ -1,0 +1,409 @@
+"""Fine-tune a VGG on a dataset dir with the paper's staged unfreezing (or any schedule).
+
+  python -m training.train --dataset workspace/datasets/fi --out workspace/runs/fi-vgg19
+  torchrun --nproc_per_node=4 -m training.train --dataset ... --out ...
+
+Writes to the run dir: checkpoint.pt (best dev accuracy), last.pt (for --resume),
+history.csv, run.json, then the evaluation files (see training.evaluate).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from emotion_core.dataset import ImageDataset, read_manifest, split_rows
+from emotion_core.evaluation import evaluate_run
+from emotion_core.fileio import atomic_path, write_csv, write_json
+from emotion_core.labels import EMOTIONS
+from emotion_core.model import ModelConfig, build_model, parameters_in_groups, read_checkpoint, save_checkpoint
+from emotion_core.transforms import eval_transform, train_transform
+from training.cli import run_main
+from training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from training.sampling import GlobalBatchSampler
+from training.schedule import Stage, check_schedule, load_schedule, paper_schedule, schedule_to_dicts
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TrainConfig:
+    dataset: str
+    out: str
+    arch: str = "vgg19"
+    fc: str = "8"
+    dropout: float = 0.5
+    input_size: int = 224
+    pretrained: bool = True
+    batch_norm: bool = True
+    schedule: str | None = None       # YAML/JSON file; None: the paper's schedule
+    epochs_per_stage: int = 3
+    patience: int = 0                 # stop a stage after this many epochs without a better dev accuracy (0: never)
+    batch_size: int = 32
+    workers: int = 4
+    seed: int = 0
+    class_weighted: bool = False
+    balanced_sampler: bool = False
+    augment: bool = True
+    amp: bool = True                  # bf16 autocast on CUDA
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    device: str = ""                  # "" picks cuda when available
+    resume: bool = False
+    evaluate: bool = True
+    eval_split: str = "test"
+    stop_after: int = 0               # stop after this many epochs in this invocation (0: run to the end)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(arch=self.arch, fc=self.fc, dropout=self.dropout, input_size=self.input_size,
+                           pretrained=self.pretrained, batch_norm=self.batch_norm)
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in last.pt so that --resume continues exactly."""
+    stage: int = 0
+    stage_epoch: int = 0      # epochs completed in the current stage
+    global_epoch: int = 0     # epochs completed overall
+    best_dev_acc: float = -1.0
+    stage_best: float = -1.0
+    stale_epochs: int = 0
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train an emotion classifier with staged unfreezing.")
+    defaults = TrainConfig(dataset="", out="")
+    add = parser.add_argument
+    add("--dataset", required=True, help="dataset dir holding manifest.parquet (needs train and dev splits)")
+    add("--out", required=True, help="run dir to write checkpoints, history and evaluation")
+    add("--arch", default=defaults.arch, choices=["vgg19", "vgg_small"], help="vgg19 (the paper) or vgg_small (CPU demo/tests)")
+    add("--fc", default=defaults.fc, help="head FC sizes ending in 8: 8, 8x8, 16x8 (default 8)")
+    add("--dropout", type=float, default=defaults.dropout, help="dropout before each FC layer (default 0.5)")
+    add("--input-size", type=int, default=defaults.input_size, help="square input size in pixels (default 224)")
+    add("--no-pretrained", dest="pretrained", action="store_false", help="start from random weights, not ImageNet")
+    add("--no-batch-norm", dest="batch_norm", action="store_false", help="vgg_small without batch norm")
+    add("--schedule", default=None, help="YAML/JSON list of stages replacing the paper's schedule")
+    add("--epochs-per-stage", type=int, default=defaults.epochs_per_stage, help="epochs of each paper stage (default 3)")
+    add("--patience", type=int, default=0, help="early stopping: end a stage after N epochs without dev improvement (0: off)")
+    add("--batch-size", type=int, default=defaults.batch_size, help="global batch size, split over processes (default 32)")
+    add("--workers", type=int, default=defaults.workers, help="DataLoader worker processes per process (default 4)")
+    add("--seed", type=int, default=0, help="seed of weights, data order and dropout (default 0)")
+    add("--class-weighted", action="store_true", help="weight the loss by inverse class frequency")
+    add("--balanced-sampler", action="store_true", help="draw classes equally often")
+    add("--no-augment", dest="augment", action="store_false", help="no random crops/flips in training")
+    add("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
+    add("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW memory layout")
+    add("--compile", action="store_true", help="torch.compile the model")
+    add("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    add("--device", default="", help="torch device (default: cuda when available, else cpu)")
+    add("--resume", action="store_true", help="continue from RUN_DIR/last.pt after an interruption")
+    add("--no-evaluate", dest="evaluate", action="store_false", help="skip evaluating the best checkpoint at the end")
+    add("--eval-split", default=defaults.eval_split, help="split(s) evaluated at the end (default test)")
+    add("--stop-after", type=int, default=0, help="stop after N epochs in this invocation; continue later with --resume")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def main(args: argparse.Namespace) -> dict:
+    return train(config_from_args(args))
+
+
+# ---- the training loop -------------------------------------------------------------------
+
+def train(config: TrainConfig, stages: list[Stage] | None = None, progress: Progress | None = None) -> dict:
+    """The one training loop (the paper's recipe, searches and the demo all use it)."""
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dist_info = init_distributed(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(config, stages, progress, device, dist_info)
+    except torch.cuda.OutOfMemoryError:
+        raise ValueError(f"out of GPU memory at batch size {config.batch_size}; "
+                         f"try --batch-size {max(1, config.batch_size // 2)}") from None
+    finally:
+        shutdown(dist_info)
+
+
+def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress | None,
+           device: torch.device, dist_info: DistInfo) -> dict:
+    out = Path(config.out)
+    _seed_everything(config)
+    manifest = read_manifest(config.dataset)
+    train_rows, dev_rows = split_rows(manifest, "train"), _dev_rows(manifest)
+    model = build_model(config.model_config())
+    stages = stages or (load_schedule(config.schedule) if config.schedule else
+                        paper_schedule(model, config.epochs_per_stage))
+    check_schedule(stages, model)
+    if len(train_rows) < config.batch_size:
+        raise ValueError(f"the train split has {len(train_rows)} images, fewer than the batch size {config.batch_size}")
+    state, history = TrainState(), []
+    optimizer_state = None
+    if config.resume:
+        state, history, optimizer_state = _load_last(out, model)
+    elif dist_info.is_main and (out / "last.pt").exists():
+        raise ValueError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loader, sampler = _train_loader(config, train_rows, dist_info, device)
+    dev_loader = _dev_loader(config, dev_rows, dist_info, device)
+    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_rows, device) if config.class_weighted else None,
+                                  reduction="none")
+    meta = _run_meta(config, stages, dist_info, device)
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "run.json", meta)
+    total_epochs = sum(s.epochs for s in stages)
+    epochs_this_call = 0
+    while state.stage < len(stages):
+        stage = stages[state.stage]
+        optimizer = _optimizer_for(model, stage)
+        runner = _wrap(model, config, dist_info, device)  # after freezing: DDP syncs only trainable params
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+            optimizer_state = None
+        while state.stage_epoch < stage.epochs:
+            if config.stop_after and epochs_this_call >= config.stop_after:
+                return {"stopped": True, "state": asdict(state)}
+            sampler.set_epoch(state.global_epoch)
+            loader.generator.manual_seed(config.seed * 100_003 + state.global_epoch)
+            started = time.perf_counter()
+            train_loss, train_acc, seen = _train_epoch(runner, loader, optimizer, loss_fn, config, device,
+                                                       dist_info, f"{stage.name} {state.stage_epoch + 1}/{stage.epochs}")
+            dev = _dev_epoch(model, dev_loader, loss_fn, config, device, dist_info)
+            seconds = time.perf_counter() - started
+            state.stage_epoch += 1
+            state.global_epoch += 1
+            epochs_this_call += 1
+            history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen))
+            improved = dev["acc"] > state.best_dev_acc
+            state.best_dev_acc = max(state.best_dev_acc, dev["acc"])
+            state.stale_epochs = 0 if dev["acc"] > state.stage_best else state.stale_epochs + 1
+            state.stage_best = max(state.stage_best, dev["acc"])
+            if config.patience and state.stale_epochs >= config.patience:
+                state.stage_epoch = stage.epochs  # early stop: this stage is done
+            if state.stage_epoch >= stage.epochs:
+                state.stage, state.stage_epoch, state.stage_best, state.stale_epochs = state.stage + 1, 0, -1.0, 0
+            if dist_info.is_main:
+                _save_epoch(out, model, config, stage, state, optimizer, history, improved)
+            barrier(dist_info)
+            if progress:
+                progress(state.global_epoch / total_epochs,
+                         f"epoch {state.global_epoch}/{total_epochs}: dev accuracy {dev['acc']:.1%}")
+            if state.stage_epoch == 0:
+                break  # stage finished (possibly early); a new optimizer for the next one
+    meta.update(finished=_now(), best_dev_acc=state.best_dev_acc, epochs=state.global_epoch)
+    result = {"best_dev_acc": state.best_dev_acc, "epochs": state.global_epoch, "out": str(out)}
+    if dist_info.is_main:
+        write_json(out / "run.json", meta)
+        if config.evaluate:
+            metrics = evaluate_run(out, config.dataset, splits=tuple(config.eval_split.split(",")),
+                                   batch_size=config.batch_size, workers=min(config.workers, 2),
+                                   device=str(device))
+            result["metrics"] = metrics["splits"]
+    return result
+
+
+def _wrap(model: nn.Module, config: TrainConfig, info: DistInfo, device: torch.device) -> nn.Module:
+    runner: nn.Module = model
+    if info.enabled:
+        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(runner) if config.compile else runner
+
+
+def _dev_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    if not (manifest["split"] == "dev").any():
+        raise ValueError("the dataset has no dev split; re-run training.prepare with a dev share, e.g. --split 90/5/5")
+    return split_rows(manifest, "dev")
+
+
+def _seed_everything(config: TrainConfig) -> None:
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def _train_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device: torch.device):
+    transform = train_transform(config.input_size) if config.augment else eval_transform(config.input_size)
+    sampler = GlobalBatchSampler(rows["label_idx"].tolist(), config.batch_size, seed=config.seed, rank=info.rank,
+                                 world_size=info.world_size, balanced=config.balanced_sampler)
+    # Workers are seeded from this generator, re-seeded every epoch, so augmentation
+    # is a function of (seed, epoch) and --resume repeats it exactly.
+    loader = DataLoader(ImageDataset(rows, transform, config.input_size), batch_sampler=sampler,
+                        num_workers=config.workers, pin_memory=device.type == "cuda",
+                        generator=torch.Generator())
+    return loader, sampler
+
+
+def _dev_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device: torch.device) -> DataLoader:
+    shard = rows.iloc[info.rank::info.world_size]  # no padding: the gathered sums are exact
+    return DataLoader(ImageDataset(shard, eval_transform(config.input_size), config.input_size),
+                      batch_size=max(1, config.batch_size // info.world_size), num_workers=min(config.workers, 2),
+                      pin_memory=device.type == "cuda")
+
+
+def _class_weights(rows: pd.DataFrame, device: torch.device) -> torch.Tensor:
+    counts = np.bincount(rows["label_idx"], minlength=len(EMOTIONS)).astype(float)
+    weights = counts.sum() / (len(EMOTIONS) * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _optimizer_for(model: nn.Module, stage: Stage) -> torch.optim.Adam:
+    """Freeze everything, then unfreeze the stage's groups, one Adam param group each."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    groups, claimed = [], set()
+    for group in stage.trainable:
+        params = [p for _, p in parameters_in_groups(model, [group]) if id(p) not in claimed]
+        claimed.update(id(p) for p in params)
+        for param in params:
+            param.requires_grad_(True)
+        if params:
+            groups.append({"params": params, "lr": stage.lr_of(group), "name": group})
+    return torch.optim.Adam(groups)
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=config.amp and device.type == "cuda")
+
+
+def _train_epoch(runner, loader, optimizer, loss_fn, config, device, info, desc) -> tuple[float, float, int]:
+    runner.train()
+    sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not info.is_main, leave=False)
+    started = time.perf_counter()
+    for images, labels, _, ok in bar:
+        images = images.to(device, non_blocking=True)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels, ok = labels.to(device, non_blocking=True), ok.to(device).float()
+        with _autocast(config, device):
+            logits = runner(images)
+        losses = loss_fn(logits.float(), labels) * ok  # unreadable files count for nothing
+        loss = losses.sum() / labels.numel()  # DDP averages this over ranks: the global batch mean
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums += torch.tensor([losses.sum().item(), ((logits.argmax(1) == labels).float() * ok).sum().item(),
+                              ok.sum().item()], dtype=torch.float64)
+        bar.set_postfix(img_s=f"{sums[2].item() * info.world_size / (time.perf_counter() - started):.1f}")
+    sums = all_reduce_sum(sums, info)
+    return float(sums[0] / max(sums[2], 1)), float(sums[1] / max(sums[2], 1)), int(sums[2])
+
+
+@torch.no_grad()
+def _dev_epoch(model, loader, loss_fn, config, device, info) -> dict:
+    model.eval()
+    n = len(EMOTIONS)
+    sums = torch.zeros(2 + 2 * n, dtype=torch.float64)  # loss, images, correct per class, support per class
+    for images, labels, _, ok in loader:
+        images, labels = images.to(device), labels.to(device)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(config, device):
+            logits = model(images).float()
+        keep = ok.to(device)
+        labels, logits = labels[keep], logits[keep]
+        hits = (logits.argmax(1) == labels).double()
+        sums[0] += loss_fn(logits, labels).sum().item()
+        sums[1] += labels.numel()
+        sums[2:2 + n] += torch.bincount(labels.cpu(), weights=hits.cpu(), minlength=n)
+        sums[2 + n:] += torch.bincount(labels.cpu(), minlength=n).double()
+    sums = all_reduce_sum(sums, info)
+    images = max(float(sums[1]), 1.0)
+    correct, support = sums[2:2 + n], sums[2 + n:]
+    recall = torch.where(support > 0, correct / support.clamp_min(1), torch.zeros_like(support))
+    return {"loss": float(sums[0]) / images, "acc": float(correct.sum()) / images, "recall": recall.tolist()}
+
+
+def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, seconds, seen) -> dict:
+    row = {"stage": stage.name, "stage_index": state.stage,
+           "epoch": state.global_epoch, "lr": stage.lr, "train_loss": train_loss, "train_acc": train_acc,
+           "dev_loss": dev["loss"], "dev_acc": dev["acc"]}
+    row.update({f"dev_recall_{e}": r for e, r in zip(EMOTIONS, dev["recall"])})
+    row.update(seconds=seconds, images_per_s=seen / seconds if seconds else 0.0)
+    return row
+
+
+def _save_epoch(out: Path, model, config: TrainConfig, stage: Stage, state: TrainState, optimizer,
+                history: list[dict], improved: bool) -> None:
+    extra = {"train_config": asdict(config), "stage": stage.name, "epoch": state.global_epoch}
+    if improved:
+        save_checkpoint(out / "checkpoint.pt", model, config.model_config(), dev_acc=state.best_dev_acc, **extra)
+    # last.pt also carries what --resume needs: optimizer, counters, the RNG state of dropout.
+    save_checkpoint(out / "last.pt", model, config.model_config(), train_state=asdict(state),
+                    optimizer=optimizer.state_dict() if state.stage_epoch else None,
+                    rng=torch.get_rng_state(), **extra)
+    write_csv(out / "history.csv", pd.DataFrame(history))
+
+
+def _load_last(out: Path, model: nn.Module) -> tuple[TrainState, list[dict], dict | None]:
+    path = out / "last.pt"
+    if not path.exists():
+        raise ValueError(f"{out}: nothing to resume (no last.pt)")
+    payload = read_checkpoint(path)
+    model.load_state_dict(payload["state_dict"])
+    torch.set_rng_state(payload["rng"])
+    state = TrainState(**payload["train_state"])
+    history = pd.read_csv(out / "history.csv").to_dict(orient="records") if (out / "history.csv").exists() else []
+    return state, history[:state.global_epoch], payload.get("optimizer")
+
+
+def _run_meta(config: TrainConfig, stages: list[Stage], info: DistInfo, device: torch.device) -> dict:
+    manifest = Path(config.dataset) / "manifest.parquet"
+    return {
+        "config": asdict(config),
+        "schedule": schedule_to_dicts(stages),
+        "classes": list(EMOTIONS),
+        "dataset_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "code_version": _code_version(),
+        "hardware": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+                     "world_size": info.world_size, "cpu_count": os.cpu_count(),
+                     "torch": torch.__version__, "python": sys.version.split()[0]},
+        "started": _now(),
+    }
+
+
+def _code_version() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":
+    run_main(main, get_args_parser().parse_args())
