@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -91,6 +92,7 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
         "skipped_unreadable": int(len(rows) - len(table)),
         "cam_shape": list(cams.shape[2:]),
     }
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)  # overlays of the previous evaluation
     write_npy(run_dir / CAMS_FILE, cams)
     write_parquet(run_dir / PREDICTIONS_FILE, table)
     write_json(run_dir / METRICS_FILE, metrics)  # last: its presence marks a complete evaluation

@@ -46,13 +46,24 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageLoadError(f"{name}: image too large ({err})") from None
+        raise ImageLoadError(f"{name}: image is over the limit of {max_pixels:,} pixels "
+                             "(possible decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file (format not recognised)") from None
     except FileNotFoundError:
         raise ImageLoadError(f"{name}: file not found") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageLoadError(f"{name}: unreadable or truncated image ({err})") from None
+
+
+def describe_image(data: bytes) -> dict:
+    """Header facts (format, mode, size, frames) without decoding; {} if unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return {"format": image.format, "mode": image.mode, "size": image.size,
+                    "frames": getattr(image, "n_frames", 1)}
+    except Exception:
+        return {}
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -265,13 +265,12 @@ def _keep_loadable(frame: pd.DataFrame, report: ImportReport, workers: int | Non
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
         reasons = list(tqdm(pool.map(check, frame["path"]), total=len(frame),
                             desc="checking images", unit="img", leave=False))
-    frame = frame.assign(_reason=reasons)
-    for label, reason in zip(frame["label"], frame["_reason"]):
+    for label, reason in zip(frame["label"], reasons):
         if reason:
             report.skipped[label][reason] += 1
         else:
             report.kept[label] += 1
-    kept = frame[frame["_reason"].isna()].drop(columns="_reason").reset_index(drop=True)
+    kept = frame[[reason is None for reason in reasons]].reset_index(drop=True)
     for column in ("agree", "disagree"):
         kept[column] = kept[column].astype("Int64")
     return kept

@@ -1,0 +1,17 @@
+"""EmoLens dashboard: `streamlit run app.py`."""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _ui as ui
+
+st.set_page_config(page_title="EmoLens", page_icon="🔍", layout="wide")
+ui.setup()
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
+    st.Page("pages/confusion.py", title="Confusion matrix", icon="🟦", url_path="confusion"),
+    st.Page("pages/inspector.py", title="Image inspector", icon="🔎", url_path="inspector"),
+    st.Page("pages/agreement.py", title="Vote agreement", icon="🗳️", url_path="agreement"),
+    st.Page("pages/live.py", title="Live prediction", icon="📤", url_path="live"),
+]
+st.navigation(pages).run()

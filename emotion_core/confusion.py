@@ -1,0 +1,104 @@
+"""Confusion-matrix cells: selection mapping, cell summaries, gallery rows, agreement views."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from emotion_core.labels import EMOTIONS, display_name
+from emotion_core.metrics import confusion_matrix
+from emotion_core.votes import AGREEMENT_LEVELS, NON_UNANIMOUS, STRONGLY_DIVIDED, UNANIMOUS
+
+MATRIX_VIEWS = ("counts", "row-normalised", "column-normalised")
+SORT_KEYS = ("confidence (high first)", "confidence (low first)", "agreement (low first)", "agreement (high first)")
+
+
+def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(true, pred) emotion ids of the clicked matrix cell, or None.
+
+    Reads the points of st.plotly_chart's selection event; each cell marker carries
+    customdata [true, pred].
+    """
+    if not selection:
+        return None
+    points = (selection.get("selection") or {}).get("points") or []
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, (list, tuple)) and len(data) >= 2 and data[0] in EMOTIONS and data[1] in EMOTIONS:
+            return str(data[0]), str(data[1])
+    return None
+
+
+def matrix(predictions: pd.DataFrame, view: str = "counts") -> np.ndarray:
+    """The confusion matrix, optionally normalised by row (recall) or column (precision)."""
+    if view not in MATRIX_VIEWS:
+        raise ValueError(f"unknown view {view!r}; valid: {', '.join(MATRIX_VIEWS)}")
+    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"]).astype(float)
+    if view == "row-normalised":
+        return np.divide(counts, counts.sum(1, keepdims=True), out=np.zeros_like(counts), where=counts.sum(1, keepdims=True) > 0)
+    if view == "column-normalised":
+        return np.divide(counts, counts.sum(0, keepdims=True), out=np.zeros_like(counts), where=counts.sum(0, keepdims=True) > 0)
+    return counts
+
+
+def cell_rows(predictions: pd.DataFrame, true: str, pred: str) -> pd.DataFrame:
+    return predictions[(predictions["label"] == true) & (predictions["pred"] == pred)]
+
+
+def cell_summary(rows: pd.DataFrame) -> dict[str, int]:
+    level = rows["agreement_level"]
+    return {"images": len(rows),
+            "non_unanimous": int(level.isin([NON_UNANIMOUS, STRONGLY_DIVIDED]).sum()),
+            "strongly_divided": int((level == STRONGLY_DIVIDED).sum()),
+            "unanimous": int((level == UNANIMOUS).sum())}
+
+
+def summary_sentence(true: str, pred: str, summary: Mapping[str, int]) -> str:
+    """'Anger → Sadness: 16 images, 11 non-unanimous votes, 7 strongly divided'."""
+    noun = "image" if summary["images"] == 1 else "images"
+    return (f"{display_name(true)} → {display_name(pred)}: {summary['images']} {noun}, "
+            f"{summary['non_unanimous']} non-unanimous votes, {summary['strongly_divided']} strongly divided")
+
+
+def filter_and_sort(rows: pd.DataFrame, *, levels: list[str] | None = None,
+                    confidence: tuple[float, float] = (0.0, 1.0), sort: str = SORT_KEYS[0]) -> pd.DataFrame:
+    """Gallery rows: agreement levels kept, confidence range (inclusive), sort order."""
+    if sort not in SORT_KEYS:
+        raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
+    keep = rows["confidence"].between(confidence[0], confidence[1])
+    if levels is not None:
+        unknown = set(levels) - set(AGREEMENT_LEVELS)
+        if unknown:
+            raise ValueError(f"unknown agreement level {sorted(unknown)[0]!r}; valid: {', '.join(AGREEMENT_LEVELS)}")
+        keep &= rows["agreement_level"].isin(levels)
+    column = "confidence" if sort.startswith("confidence") else "agreement"
+    ascending = "low first" in sort
+    return rows[keep].sort_values([column, "image_id"], ascending=[ascending, True], na_position="last",
+                                  kind="stable")
+
+
+def page_of(rows: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(page, 1), pages)
+    return rows.iloc[(page - 1) * per_page: page * per_page]
+
+
+def accuracy_by_agreement(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy per vote-agreement value (e.g. 3/5, 4/5, 5/5) and per level."""
+    voted = predictions.dropna(subset=["agreement"])
+    table = voted.groupby(voted["agree"].astype(int).astype(str) + "/" +
+                          (voted["agree"] + voted["disagree"]).astype(int).astype(str))
+    result = table.agg(images=("correct", "size"), accuracy=("correct", "mean"),
+                       agreement=("agreement", "first")).reset_index(names="votes")
+    return result.sort_values("agreement").reset_index(drop=True)
+
+
+def accuracy_by_level(predictions: pd.DataFrame) -> pd.DataFrame:
+    levels = predictions.groupby("agreement_level")["correct"].agg(images="size", accuracy="mean")
+    order = [level for level in AGREEMENT_LEVELS if level in levels.index]
+    return levels.loc[order].reset_index()
+
+
+def unanimous_only(predictions: pd.DataFrame) -> pd.DataFrame:
+    return predictions[predictions["agreement_level"] == UNANIMOUS]

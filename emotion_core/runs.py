@@ -1,0 +1,58 @@
+"""Reading run dirs: what the dashboard shows comes from these files."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emotion_core.evaluation import CAMS_FILE, METRICS_FILE, PREDICTIONS_FILE
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    path: Path
+    complete: bool   # evaluated: metrics.json exists
+    is_demo: bool
+
+
+def list_runs(runs_root: str | os.PathLike) -> list[RunInfo]:
+    """Every run dir (a folder with checkpoint.pt) under runs_root, demo and real alike."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    runs = []
+    for path in sorted(p for p in root.iterdir() if (p / "checkpoint.pt").exists()):
+        runs.append(RunInfo(path.name, path, (path / METRICS_FILE).exists(), (path / "demo.json").exists()))
+    return runs
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def load_metrics(run_dir: str | os.PathLike) -> dict:
+    return read_json(Path(run_dir) / METRICS_FILE)
+
+
+def load_predictions(run_dir: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_parquet(Path(run_dir) / PREDICTIONS_FILE)
+
+
+def load_cams(run_dir: str | os.PathLike) -> np.ndarray:
+    """(N, 2, h, w) float16, memory-mapped: [predicted class, true class] per prediction row."""
+    return np.load(Path(run_dir) / CAMS_FILE, mmap_mode="r")
+
+
+def load_history(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    path = Path(run_dir) / "history.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def demo_note(run_dir: str | os.PathLike) -> str | None:
+    """The synthetic-data note of a demo run, None for a real run."""
+    return read_json(Path(run_dir) / "demo.json").get("note")

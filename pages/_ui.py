@@ -1,0 +1,195 @@
+"""Streamlit glue shared by the pages: cached loaders, the current run, session keys.
+
+Not a page (st.navigation lists only the pages named in app.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from emotion_core import runs
+from emotion_core.images import ImageLoadError, load_image
+from emotion_core.model import CheckpointError, load_checkpoint
+from emotion_core.overlay import ImageCache
+from emotion_core.predict import Predictor
+from emotion_core.runs import list_runs
+from emotion_core.workspace import runs_dir, workspace_dir
+from streamlit.runtime.pages_manager import PagesManager
+from training.demo import DEMO_NOTE, build_demo
+
+RUN, SPLIT, TRUE, PRED, INSPECT = "run", "split", "cell_true", "cell_pred", "inspect_id"
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_data(show_spinner=False)
+def _predictions(run_path: str, mtime: float) -> pd.DataFrame:
+    return runs.load_predictions(run_path)
+
+
+@st.cache_data(show_spinner=False)
+def _metrics(run_path: str, mtime: float) -> dict:
+    return runs.load_metrics(run_path)
+
+
+@st.cache_data(show_spinner=False)
+def _history(run_path: str, mtime: float) -> pd.DataFrame | None:
+    return runs.load_history(run_path)
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _predictor(checkpoint: str, mtime: float) -> Predictor:
+    model, config, _ = load_checkpoint(checkpoint)
+    return Predictor(model, config.input_size)
+
+
+def available_runs() -> list[runs.RunInfo]:
+    return [r for r in runs.list_runs(runs_dir()) if r.complete]
+
+
+def current_run() -> runs.RunInfo | None:
+    name = st.session_state.get(RUN)
+    return next((r for r in available_runs() if r.name == name), None)
+
+
+def require_run() -> runs.RunInfo:
+    run = current_run()
+    if run is None:
+        st.info("No evaluated run in the workspace yet. Open the Overview page to build the demo, "
+                "or evaluate a run with `python -m training.evaluate`.")
+        st.stop()
+    if run.is_demo:
+        st.caption(f"🧪 {runs.demo_note(run.path)}")
+    return run
+
+
+def metrics(run: runs.RunInfo) -> dict:
+    return _metrics(str(run.path), _mtime(run.path / "metrics.json"))
+
+
+def predictions(run: runs.RunInfo) -> pd.DataFrame:
+    """The run's predictions for the chosen split."""
+    table = _predictions(str(run.path), _mtime(run.path / "predictions.parquet"))
+    split = st.session_state.get(SPLIT)
+    return table[table["split"] == split] if split in set(table["split"]) else table
+
+
+def history(run: runs.RunInfo) -> pd.DataFrame | None:
+    return _history(str(run.path), _mtime(run.path / "history.csv"))
+
+
+def cams(run: runs.RunInfo) -> np.ndarray:
+    return runs.load_cams(run.path)
+
+
+def predictor(run: runs.RunInfo) -> Predictor | None:
+    """The run's model, loaded once; None (with a message shown) if it cannot be loaded."""
+    checkpoint = run.path / "checkpoint.pt"
+    try:
+        return _predictor(str(checkpoint), _mtime(checkpoint))
+    except CheckpointError as err:
+        st.error(str(err))
+        return None
+
+
+def image_cache(run: runs.RunInfo) -> ImageCache:
+    return ImageCache(run.path / "cache")
+
+
+def show_image(path_or_none, caption: str = "", width: str | int = "stretch") -> None:
+    if path_or_none is None:
+        st.warning(f"image unavailable {caption}")
+    else:
+        st.image(str(path_or_none), caption=caption, width=width)
+
+
+def load_image_or_none(path: str):
+    try:
+        return load_image(path)
+    except ImageLoadError:
+        return None
+
+
+def thumbnail(run: runs.RunInfo, image_path: str):
+    try:
+        return image_cache(run).thumbnail(image_path)
+    except ImageLoadError:
+        return None
+
+
+def cam_overlay(run: runs.RunInfo, image_path: str, cam: np.ndarray, key: str):
+    try:
+        return image_cache(run).cam_overlay(image_path, cam, key)
+    except ImageLoadError:
+        return None
+
+
+def sync_query_params(**values: str | None) -> None:
+    """Keep the URL in step with what is on screen, so a link reopens it."""
+    for key, value in values.items():
+        if value is None:
+            st.query_params.pop(key, None)
+        elif st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+# ---- the app's common frame ---------------------------------------------------------------
+
+def ensure_a_run() -> None:
+    """Build the synthetic demo when the workspace holds no evaluated run."""
+    if available_runs():
+        return
+    incomplete = [r.name for r in list_runs(runs_dir())]
+    with st.status("Building the built-in demo (synthetic data, about a minute)…", expanded=True) as status:
+        st.write(f"Workspace: `{workspace_dir()}`. {DEMO_NOTE}.")
+        if incomplete:
+            st.write(f"Found runs without evaluation ({', '.join(incomplete)}); evaluate them with "
+                     "`python -m training.evaluate`.")
+        bar = st.progress(0.0, text="starting")
+        try:
+            build_demo(progress=lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text))
+        except Exception as err:  # the page must show one line, never a traceback
+            status.update(label="Building the demo failed", state="error")
+            st.error(f"The demo could not be built: {type(err).__name__}: {err}")
+            st.stop()
+        status.update(label="Demo ready", state="complete", expanded=False)
+
+
+def run_picker() -> None:
+    """Sidebar run and split pickers; the choice lives in plain session keys (which,
+    unlike widget keys, survive page switches) and in the URL."""
+    runs = available_runs()
+    names = [r.name for r in runs]
+    if st.session_state.get(RUN) not in names:
+        wanted = st.query_params.get("run")
+        st.session_state[RUN] = wanted if wanted in names else names[0]
+    labels = {r.name: f"{r.name} (synthetic demo)" if r.is_demo else r.name for r in runs}
+    st.session_state[RUN] = st.sidebar.selectbox("Run", names, index=names.index(st.session_state[RUN]),
+                                                 format_func=labels.get, key="run_picker",
+                                                 help="Every evaluated run dir in the workspace")
+    splits = list(metrics(current_run()).get("splits", {})) or ["test"]
+    if st.session_state.get(SPLIT) not in splits:
+        wanted = st.query_params.get("split")
+        st.session_state[SPLIT] = wanted if wanted in splits else ("test" if "test" in splits else splits[0])
+    st.session_state[SPLIT] = st.sidebar.selectbox("Split", splits, index=splits.index(st.session_state[SPLIT]),
+                                                   key="split_picker",
+                                                   help="The evaluated split shown on every page")
+    sync_query_params(run=st.session_state[RUN], split=st.session_state[SPLIT])
+
+
+def setup() -> None:
+    """What app.py does before any page: the demo if needed, the run and split pickers."""
+    ensure_a_run()
+    run_picker()
+
+
+def setup_if_run_directly() -> None:
+    """Pages call this first. Streamlit runs a pages/ script on its own (its legacy
+    pages-folder mode) for a deep link that arrives before app.py has registered
+    st.navigation in this process; then the app's frame must be set up here."""
+    if PagesManager.uses_pages_directory:
+        setup()

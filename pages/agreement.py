@@ -1,0 +1,31 @@
+"""Vote agreement: how much of the error is label ambiguity."""
+import streamlit as st
+
+from emotion_core.confusion import accuracy_by_agreement, accuracy_by_level, matrix, unanimous_only
+from emotion_core.plots import accuracy_by_agreement_figure, confusion_figure
+from pages import _ui as ui
+
+ui.setup_if_run_directly()
+run = ui.require_run()
+predictions = ui.predictions(run)
+st.title("Vote agreement")
+if predictions["agreement"].isna().all():
+    st.info("This dataset has no agree/disagree votes (e.g. imported from class folders).")
+    st.stop()
+
+overall = predictions["correct"].mean()
+unanimous = unanimous_only(predictions)
+left, right = st.columns(2)
+left.metric("Accuracy, all images", f"{overall:.1%}", help=f"{len(predictions)} images")
+right.metric("Accuracy, unanimous votes only",
+             f"{unanimous['correct'].mean():.1%}" if len(unanimous) else "n/a",
+             delta=f"{unanimous['correct'].mean() - overall:+.1%}" if len(unanimous) else None,
+             help=f"{len(unanimous)} images")
+st.subheader("Accuracy by vote agreement")
+st.plotly_chart(accuracy_by_agreement_figure(accuracy_by_agreement(predictions)))
+st.dataframe(accuracy_by_level(predictions), hide_index=True,
+             column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+st.subheader("Confusion matrix, unanimous images only")
+if len(unanimous):
+    counts = matrix(unanimous)
+    st.plotly_chart(confusion_figure(counts, counts, normalised=False), key="unanimous_matrix")

@@ -1,0 +1,51 @@
+"""Live prediction: upload an image, see the 8 probabilities and Grad-CAM."""
+import numpy as np
+import streamlit as st
+
+from emotion_core.images import DEFAULT_MAX_PIXELS, ImageLoadError, describe_image, load_image
+from emotion_core.labels import EMOTIONS, display_name
+from emotion_core.overlay import overlay
+from emotion_core.plots import probability_bars
+from pages import _ui as ui
+
+MAX_UPLOAD_MB = 50
+ui.setup_if_run_directly()
+run = ui.require_run()
+st.title("Live prediction")
+st.caption(f"Model: run **{run.name}**. Uploads stay in memory; nothing is written to disk.")
+upload = st.file_uploader("Image", type=["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"],
+                          max_upload_size=MAX_UPLOAD_MB)
+if upload is None:
+    st.stop()
+data = upload.getvalue()
+if not data:
+    st.error("The uploaded file is empty (0 bytes).")
+    st.stop()
+try:
+    image = load_image(data, max_pixels=DEFAULT_MAX_PIXELS)
+except ImageLoadError as err:
+    st.error(f"Cannot use this file: {str(err).replace('uploaded image: ', '')}")
+    st.stop()
+facts = describe_image(data)
+if facts.get("frames", 1) > 1:
+    st.info(f"Animated image with {facts['frames']} frames: the first frame is used.")
+if facts.get("mode") not in (None, "RGB", "L", "P", "RGBA"):
+    st.info(f"{facts['mode']} image converted to RGB.")
+
+predictor = ui.predictor(run)
+if predictor is None:
+    st.stop()
+probabilities, top_cam = predictor.predict_with_cam(image, None)
+top = int(np.argmax(probabilities))
+st.subheader(f"Predicted: {display_name(EMOTIONS[top])} ({probabilities[top]:.1%})")
+left, right = st.columns([3, 2])
+with right:
+    st.plotly_chart(probability_bars(probabilities))
+    chosen = st.selectbox("Grad-CAM for class", EMOTIONS, index=top, format_func=display_name)
+with left:
+    shown = image.copy()
+    shown.thumbnail((512, 512))
+    a, b = st.columns(2)
+    a.image(overlay(shown, top_cam), caption=f"Grad-CAM: {display_name(EMOTIONS[top])} (top class)")
+    cam = top_cam if EMOTIONS.index(chosen) == top else predictor.predict_with_cam(image, EMOTIONS.index(chosen))[1]
+    b.image(overlay(shown, cam), caption=f"Grad-CAM: {display_name(chosen)}")

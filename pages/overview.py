@@ -1,0 +1,31 @@
+"""Overview: accuracy, the paper-style per-class table, bars and learning curves."""
+import pandas as pd
+import streamlit as st
+
+from emotion_core.plots import learning_curves, per_class_bars
+from emotion_core.report import paper_table
+from pages import _ui as ui
+
+ui.setup_if_run_directly()
+run = ui.require_run()
+metrics = ui.metrics(run)
+split = st.session_state[ui.SPLIT]
+split_metrics = metrics["splits"][split]
+st.title(f"Run {run.name}")
+st.caption(f"Dataset: `{metrics.get('dataset', '?')}` · split **{split}**")
+
+left, middle, right = st.columns(3)
+left.metric("Accuracy", f"{split_metrics['accuracy']:.1%}")
+middle.metric("Macro F1", f"{split_metrics['macro_f1']:.1%}")
+right.metric("Images", split_metrics["n_images"])
+
+st.subheader("Per-class results")
+table = paper_table(split_metrics, metrics.get("split_counts", {}))
+percent = st.column_config.NumberColumn(format="percent")
+st.dataframe(table, hide_index=True, column_config={"Prec.": percent, "Recall": percent, "F1": percent})
+st.plotly_chart(per_class_bars(pd.DataFrame(split_metrics["per_class"])))
+
+history = ui.history(run)
+if history is not None and len(history):
+    st.subheader("Learning curves")
+    st.plotly_chart(learning_curves(history))

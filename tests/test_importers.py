@@ -1,0 +1,137 @@
+import json
+from argparse import Namespace
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from emotion_core.importers import DataImportError, import_fi, import_folder, import_manifest
+from tests.conftest import save_noise_image
+from training import prepare
+
+
+def write_votes(folder, name, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(f"{r}\n" for r in rows))
+
+
+@pytest.fixture
+def fi_tree(tmp_path):
+    votes, images = tmp_path / "votes", tmp_path / "images"
+    url = "http://farm.example/{}.jpg"
+    write_votes(votes, "anger_1.csv", [
+        f"1,{url.format('a1')},1,4",      # kept: anger
+        f"2,{url.format('a2')},3,2",      # minority: dropped
+        f"3,{url.format('dup')},2,3",     # dup: anger 3/5 loses to sadness 5/5
+        f"4,{url.format('tie')},1,4",     # tie with fear 4/5: ambiguous
+        f"5,{url.format('big')},2,5",     # 7 voters: agreement 5/7 read as it is
+        f"6,{url.format('gone')},0,5",    # image missing: skipped
+    ])
+    write_votes(votes, "sadness_2.csv", [f"7,{url.format('dup')},0,5", f"8,{url.format('broken')},0,3"])
+    write_votes(votes, "fear_1.csv", [f"9,{url.format('tie')},1,4", f"10,{url.format('grey')},0,4"])
+    for emotion, name in [("anger", "a1"), ("anger", "a2"), ("anger", "big"), ("sadness", "dup"),
+                          ("anger", "dup"), ("anger", "tie"), ("fear", "tie")]:
+        save_noise_image(images / emotion / f"{name}.jpg", seed=hash(name) % 1000)
+    (images / "sadness" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.new("RGB", (500, 374), (238, 238, 238)).save(images / "fear" / "grey.jpg".replace(".jpg", ".png"))
+    (images / "fear" / "grey.png").rename(images / "fear" / "grey.jpg")
+    return votes, images
+
+
+def test_fi_rules(fi_tree):
+    votes, images = fi_tree
+    manifest, report = import_fi(votes, images)
+    labels = dict(zip(manifest["image_id"], manifest["label"]))
+    assert labels == {"a1": "anger", "big": "anger", "dup": "sadness"}
+    row = manifest.set_index("image_id").loc["big"]
+    assert (row["agree"], row["disagree"]) == (5, 2)
+    summary = report.to_dict()
+    assert summary["minority_votes"] == 1
+    assert summary["duplicates_resolved"] == 1
+    assert summary["ambiguous"] == [{"url": "http://farm.example/tie.jpg", "labels": ["anger", "fear"],
+                                     "agree": 4, "disagree": 1}]
+    assert summary["per_class"]["anger"]["skipped"] == {"missing": 1}
+    assert summary["per_class"]["sadness"]["skipped"] == {"unreadable": 1}
+    assert summary["per_class"]["fear"]["skipped"] == {"placeholder": 1}
+
+
+@pytest.mark.parametrize("row, message", [
+    ("1,http://x/a.jpg,1", "anger_1.csv line 2: expected 4 fields"),
+    ("1,http://x/a.jpg,one,4", "anger_1.csv line 2: votes must be whole numbers"),
+])
+def test_fi_bad_rows_name_file_and_line(tmp_path, row, message):
+    write_votes(tmp_path / "votes", "anger_1.csv", ["0,http://x/ok.jpg,0,5", row])
+    with pytest.raises(DataImportError, match=message):
+        import_fi(tmp_path / "votes", tmp_path / "images")
+
+
+def test_fi_unknown_emotion_file(tmp_path):
+    write_votes(tmp_path / "votes", "angry_1.csv", ["0,http://x/ok.jpg,0,5"])
+    with pytest.raises(DataImportError, match="angry_1.csv: file name does not start with an emotion"):
+        import_fi(tmp_path / "votes", tmp_path / "images")
+
+
+def test_folder_import_case_insensitive_and_skips(tmp_path):
+    save_noise_image(tmp_path / "root" / "Anger" / "x.jpg")
+    save_noise_image(tmp_path / "root" / "AWE" / "y.png", fmt="PNG")
+    (tmp_path / "root" / "AWE" / "notes.txt").write_text("hi")
+    manifest, report = import_folder(tmp_path / "root")
+    assert sorted(manifest["label"]) == ["anger", "awe"]
+    assert manifest["agree"].isna().all()
+    assert report.to_dict()["per_class"]["awe"]["skipped"] == {"unreadable": 1}
+
+
+def test_folder_import_errors(tmp_path):
+    (tmp_path / "empty" / "anger").mkdir(parents=True)
+    with pytest.raises(DataImportError, match="no images"):
+        import_folder(tmp_path / "empty")
+    save_noise_image(tmp_path / "bad" / "happy" / "x.jpg")
+    with pytest.raises(DataImportError, match="happy: folder name is not an emotion"):
+        import_folder(tmp_path / "bad")
+
+
+def test_manifest_import(tmp_path):
+    save_noise_image(tmp_path / "img" / "a.jpg")
+    save_noise_image(tmp_path / "img" / "b.jpg", seed=1)
+    (tmp_path / "m.csv").write_text("path,label,agree,disagree,photographer\nimg/a.jpg,Anger,3,2,ann\nimg/b.jpg,awe,,,bob\n")
+    manifest, _ = import_manifest(tmp_path / "m.csv")
+    assert list(manifest["label"]) == ["anger", "awe"]
+    assert manifest["agree"].tolist()[0] == 3 and pd.isna(manifest["agree"].tolist()[1])
+    assert list(manifest["photographer"]) == ["ann", "bob"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("file,label\na.jpg,anger\n", "m.csv: missing column 'path'"),
+    ("path,label\na.jpg,anger\nb.jpg,angry\n", r"m.csv line 3: unknown emotion 'angry'"),
+    ("path,label,agree\na.jpg,anger,-1\n", "m.csv line 2: agree '-1'"),
+])
+def test_manifest_errors(tmp_path, content, message):
+    (tmp_path / "m.csv").write_text(content)
+    with pytest.raises(DataImportError, match=message):
+        import_manifest(tmp_path / "m.csv")
+
+
+def prepare_args(**kwargs):
+    base = dict(split="90/5/5", seed=0, workers=2, keep_split=False)
+    return Namespace(**{**base, **kwargs})
+
+
+def test_prepare_writes_manifest_and_report(fi_tree, tmp_path):
+    votes, images = fi_tree
+    out = tmp_path / "dataset"
+    prepare.main(prepare_args(source="fi", votes=str(votes), images=str(images), out=str(out)))
+    assert len(pd.read_parquet(out / "manifest.parquet")) == 3
+    report = json.loads((out / "import_report.json").read_text())
+    assert report["kept_total"] == 3 and report["ambiguous_count"] == 1
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_prepare_bad_input_leaves_nothing(tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("file,label\na.jpg,anger\n")
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.run_main(prepare.main, prepare_args(source="manifest", csv=str(tmp_path / "m.csv"), out=str(out),
+                                                    path_column="path", label_column="label"))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: m.csv: missing column 'path'; columns are file, label"
+    assert not out.exists()
