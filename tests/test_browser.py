@@ -1,0 +1,103 @@
+"""Real-browser tests: the dashboard served by `streamlit run`, driven by Playwright in
+Debian's Chromium (never a downloaded browser)."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+                                reason="Debian chromium is not installed (apt-get install -y chromium)")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo_workspace):
+    port = free_port()
+    env = {**os.environ, "EMOLENS_HOME": str(demo_workspace)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1600})
+        tab.set_default_timeout(60_000)
+        yield tab
+        browser.close()
+
+
+def click_cell(page, true_name: str, pred_name: str) -> None:
+    """Click the middle of a matrix cell, located from the plot's axis labels."""
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    x_tick = plot.locator(".xtick text", has_text=pred_name).first.bounding_box()
+    y_tick = plot.locator(".ytick text", has_text=true_name).first.bounding_box()
+    page.mouse.click(x_tick["x"] + x_tick["width"] / 2, y_tick["y"] + y_tick["height"] / 2)
+
+
+def test_clicking_an_off_diagonal_cell_shows_its_images(server, page, demo_workspace):
+    predictions = pd.read_parquet(demo_workspace / "runs" / "demo" / "predictions.parquet")
+    test = predictions[(predictions["split"] == "test") & ~predictions["correct"]]
+    true, pred = test.groupby(["label", "pred"]).size().sort_values().index[-1]
+    cell = test[(test["label"] == true) & (test["pred"] == pred)]
+    page.goto(server)
+    page.get_by_text("Per-class results").wait_for()
+    page.get_by_role("link", name="Confusion matrix").click()
+    page.get_by_text("Predicted class").wait_for()
+    click_cell(page, true.capitalize(), pred.capitalize())
+    heading = f"{true.capitalize()} → {pred.capitalize()}: {len(cell)} image"
+    page.get_by_role("heading", name=heading).wait_for()
+    body = page.locator("section.main, [data-testid='stMain']").first
+    for image_id in cell["image_id"].head(4):
+        body.get_by_text(image_id, exact=True).wait_for()
+    assert body.get_by_text("votes ").count() >= min(len(cell), 12)
+    page.get_by_text("Show Grad-CAM").click()
+    page.get_by_text(f"CAM {pred.capitalize()}").first.wait_for()
+    page.get_by_text(f"CAM {true.capitalize()}").first.wait_for()
+    assert f"true={true}" in page.url and f"pred={pred}" in page.url
+
+
+def test_upload_on_the_live_page_shows_probabilities(server, page, tmp_path):
+    image_path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(image_path)
+    page.goto(f"{server}/live")
+    page.locator("input[type='file']").set_input_files(str(image_path))
+    page.get_by_text("Predicted:").wait_for()
+    page.get_by_text("Grad-CAM for class").wait_for()
+    assert page.get_by_text("Traceback").count() == 0

@@ -1,0 +1,134 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from emotion_core.dataset import write_dataset
+from emotion_core.demo_data import generate
+from emotion_core.labels import EMOTIONS
+from emotion_core.model import ModelConfig, build_model, read_checkpoint
+from training.schedule import Stage, check_schedule, load_schedule, paper_schedule
+from training.train import TrainConfig, _optimizer_for, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    rows = []
+    for i, item in enumerate(generate(6, size=32, seed=1, split=(0.66, 0.34, 0.0))):
+        path = out / f"{i}.png"
+        item.image.save(path)
+        rows.append({"image_id": str(i), "path": path.name, "label": item.label, "agree": item.agree,
+                     "disagree": item.disagree, "split": item.split})
+    write_dataset(out, pd.DataFrame(rows), {})
+    return out
+
+
+def test_paper_schedule_trains_exactly_the_right_tensors():
+    model = build_model(ModelConfig(pretrained=False, input_size=64))
+    stages = paper_schedule(model, epochs=1)
+    assert [s.name for s in stages] == ["head", "conv5_4", "conv5_3", "conv5_2", "conv5_1", "all"]
+    head = {"classifier.1.weight", "classifier.1.bias"}
+    convs = ["features.34", "features.32", "features.30", "features.28"]
+    expected = [head] + [head | {f"{c}.{p}" for c in convs[:k] for p in ("weight", "bias")} for k in range(1, 5)]
+    expected.append({name for name, _ in model.named_parameters()})
+    lrs = [1e-4, 1e-5, 1e-6, 1e-6, 1e-6, 1e-6]
+    for stage, names, lr in zip(stages, expected, lrs):
+        optimizer = _optimizer_for(model, stage)
+        assert {n for n, p in model.named_parameters() if p.requires_grad} == names, stage.name
+        assert [g["lr"] for g in optimizer.param_groups] == [lr] * len(optimizer.param_groups)
+        optimized = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        assert optimized == {id(p) for n, p in model.named_parameters() if n in names}
+
+
+def test_group_lr_overrides():
+    model = build_model(ModelConfig(arch="vgg_small", input_size=32))
+    optimizer = _optimizer_for(model, Stage("mix", ["head", "conv4_1"], 1e-5, 1, {"head": 1e-4}))
+    assert {g["name"]: g["lr"] for g in optimizer.param_groups} == {"head": 1e-4, "conv4_1": 1e-5}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- {trainable: [head], lr: 1e-4, epocs: 2}", "stage 1: unknown key 'epocs'"),
+    ("- {trainable: [head], lr: 1e-4}", "stage 1: missing key 'epochs'"),
+    ("- {trainable: [head], lr: fast, epochs: 1}", "stage 1: lr and group_lrs must be numbers"),
+    ("- [head", "not valid YAML"),
+])
+def test_schedule_file_errors(tmp_path, text, message):
+    path = tmp_path / "schedule.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_schedule(path)
+
+
+def test_unknown_layer_name_is_refused(tmp_path):
+    path = tmp_path / "schedule.json"
+    path.write_text('[{"trainable": ["head", "conv6_1"], "lr": 1e-5, "epochs": 1}]')
+    model = build_model(ModelConfig(pretrained=False, input_size=64))
+    with pytest.raises(ValueError, match="unknown layer 'conv6_1'; valid: head, features, all, conv1_1"):
+        check_schedule(load_schedule(path), model)
+
+
+def small_config(dataset: Path, out: Path, **overrides) -> TrainConfig:
+    base = dict(dataset=str(dataset), out=str(out), arch="vgg_small", input_size=32, pretrained=False,
+                batch_size=8, workers=0, device="cpu", evaluate=False, seed=5)
+    return TrainConfig(**{**base, **overrides})
+
+
+STAGES = [Stage("head", ["head"], 1e-3, 2), Stage("all", ["all"], 1e-3, 2)]
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tiny_dataset, tmp_path):
+    train(small_config(tiny_dataset, tmp_path / "straight"), STAGES)
+    stopped = train(small_config(tiny_dataset, tmp_path / "resumed", stop_after=3), STAGES)
+    assert stopped["stopped"]
+    train(small_config(tiny_dataset, tmp_path / "resumed", resume=True), STAGES)
+    a = read_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "resumed" / "last.pt")["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+    history = pd.read_csv(tmp_path / "resumed" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert pd.read_csv(tmp_path / "straight" / "history.csv")["dev_acc"].tolist() == history["dev_acc"].tolist()
+
+
+def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("- {trainable: [all], lr: 1.0e-3, epochs: 2}\n")
+    common = ["--dataset", str(tiny_dataset), "--arch", "vgg_small", "--input-size", "32", "--no-pretrained",
+              "--no-batch-norm", "--dropout", "0", "--no-augment", "--batch-size", "8", "--workers", "0",
+              "--device", "cpu", "--no-evaluate", "--schedule", str(schedule), "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "training.train", *common, "--out", str(tmp_path / "one")],
+                   check=True, cwd=ROOT, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    "-m", "training.train", *common, "--out", str(tmp_path / "two")],
+                   check=True, cwd=ROOT, env=env, capture_output=True)
+    one = read_checkpoint(tmp_path / "one" / "last.pt")["state_dict"]
+    two = read_checkpoint(tmp_path / "two" / "last.pt")["state_dict"]
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert read_checkpoint(tmp_path / "two" / "last.pt")["epoch"] == 2
+
+
+def test_dataset_without_dev_split_is_refused(tmp_path, tiny_dataset):
+    manifest = pd.read_parquet(tiny_dataset / "manifest.parquet")
+    manifest["split"] = "train"
+    manifest["path"] = [str(tiny_dataset / p) for p in manifest["path"]]
+    write_dataset(tmp_path / "nodev", manifest, {})
+    with pytest.raises(ValueError, match="no dev split"):
+        train(small_config(tmp_path / "nodev", tmp_path / "run"), STAGES)
+    assert not (tmp_path / "run").exists()
+
+
+def test_end_of_training_evaluates_for_the_dashboard(tiny_dataset, tmp_path):
+    result = train(small_config(tiny_dataset, tmp_path / "run", evaluate=True, eval_split="dev"),
+                   [Stage("all", ["all"], 1e-3, 1)])
+    assert set(result["metrics"]) == {"dev"}
+    assert (tmp_path / "run" / "predictions.parquet").exists() and (tmp_path / "run" / "metrics.json").exists()
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["classes"] == list(EMOTIONS)
