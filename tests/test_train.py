@@ -132,3 +132,20 @@ def test_end_of_training_evaluates_for_the_dashboard(tiny_dataset, tmp_path):
     assert set(result["metrics"]) == {"dev"}
     assert (tmp_path / "run" / "predictions.parquet").exists() and (tmp_path / "run" / "metrics.json").exists()
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["classes"] == list(EMOTIONS)
+
+
+def test_search_writes_its_table(tiny_dataset, tmp_path):
+    from training.search import load_configs, paper_grid, search
+
+    assert len(paper_grid()) == 27
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("- {fc: '8', lr: 1.0e-3, dropout: 0.5}\n- {fc: 16x8, lr: 1.0e-3, dropout: 0.4}\n")
+    table = search(small_config(tiny_dataset, tmp_path), load_configs(grid), tmp_path / "search", epochs=1)
+    saved = pd.read_csv(tmp_path / "search" / "results.csv")
+    assert saved["FC Layers"].astype(str).tolist() == ["8", "16x8"]
+    assert saved["Parameters"].iloc[1] > saved["Parameters"].iloc[0]
+    markdown = (tmp_path / "search" / "results.md").read_text()
+    assert f"{table['Dev Accuracy'].iloc[0]:.1%}" in markdown and "| 16x8 | 0.001 | 0.4 |" in markdown
+    grid.write_text("- {fc: '8', learning_rate: 1.0e-3}\n")
+    with pytest.raises(ValueError, match="config 1: unknown key 'learning_rate'"):
+        load_configs(grid)

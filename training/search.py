@@ -1,0 +1,110 @@
+"""The paper's architecture search: FC layers x learning rate x dropout, one run dir each.
+
+  python -m training.search --dataset workspace/datasets/fi --out workspace/search
+  python -m training.search --dataset ... --out ... --configs my_grid.yaml
+
+Each config trains the head-only stage (the paper's search setting) for --epochs epochs
+through the one training loop; the results table (train accuracy, dev accuracy, FC layers,
+learning rate, dropout, parameters) is written as results.csv and results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from emotion_core.fileio import write_csv, write_text
+from emotion_core.model import build_model
+from training.cli import run_main
+from training.schedule import Stage
+from training.train import TrainConfig, train
+
+PAPER_GRID = {"fc": ["8", "8x8", "16x8"], "lr": [1e-4, 1e-5, 1e-6], "dropout": [0.4, 0.5, 0.6]}
+CONFIG_KEYS = ("fc", "lr", "dropout")
+
+
+def paper_grid() -> list[dict]:
+    return [dict(zip(CONFIG_KEYS, values)) for values in itertools.product(*PAPER_GRID.values())]
+
+
+def load_configs(path: str | Path) -> list[dict]:
+    """A YAML/JSON list of {fc, lr, dropout} mappings."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{path}: expected a list of configs with keys {', '.join(CONFIG_KEYS)}")
+    configs = []
+    for number, entry in enumerate(data, start=1):
+        unknown = [k for k in entry if k not in CONFIG_KEYS] if isinstance(entry, dict) else ["(not a mapping)"]
+        if unknown:
+            raise ValueError(f"{Path(path).name} config {number}: unknown key {unknown[0]!r}; valid: {', '.join(CONFIG_KEYS)}")
+        configs.append({"fc": str(entry.get("fc", "8")), "lr": float(entry.get("lr", 1e-5)),
+                        "dropout": float(entry.get("dropout", 0.5))})
+    return configs
+
+
+def run_name(config: dict) -> str:
+    return f"fc{config['fc']}_lr{config['lr']:g}_do{config['dropout']:g}"
+
+
+def search(base: TrainConfig, configs: list[dict], out: Path, epochs: int) -> pd.DataFrame:
+    rows = []
+    for number, config in enumerate(configs, start=1):
+        run_config = replace(base, out=str(out / run_name(config)), fc=config["fc"], dropout=config["dropout"],
+                             evaluate=False)
+        print(f"[{number}/{len(configs)}] {run_name(config)}")
+        train(run_config, [Stage("head", ["head"], config["lr"], epochs)])
+        history = pd.read_csv(Path(run_config.out) / "history.csv")
+        best = history.loc[history["dev_acc"].idxmax()]
+        parameters = sum(p.numel() for p in build_model(replace(run_config, pretrained=False).model_config()).parameters())
+        rows.append({"Train Accuracy": best["train_acc"], "Dev Accuracy": best["dev_acc"], "FC Layers": config["fc"],
+                     "Learning Rate": config["lr"], "Dropout": config["dropout"], "Parameters": parameters,
+                     "Run": run_name(config)})
+    table = pd.DataFrame(rows)
+    write_csv(out / "results.csv", table)
+    write_text(out / "results.md", to_markdown(table))
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| Train Accuracy | Dev Accuracy | FC Layers | Learning Rate | Dropout | Parameters | Run |"
+    lines = [header, "|" + "---|" * 7]
+    best = table["Dev Accuracy"].idxmax() if len(table) else None
+    for index, row in table.iterrows():
+        mark = "**" if index == best else ""
+        lines.append(f"| {mark}{row['Train Accuracy']:.1%}{mark} | {mark}{row['Dev Accuracy']:.1%}{mark} | "
+                     f"{row['FC Layers']} | {row['Learning Rate']:g} | {row['Dropout']:g} | {row['Parameters']:,} | {row['Run']} |")
+    return "\n".join(lines) + "\n"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Grid search over FC layers, learning rate and dropout.")
+    parser.add_argument("--dataset", required=True, help="dataset dir with train and dev splits")
+    parser.add_argument("--out", required=True, help="folder for one run dir per config and the results table")
+    parser.add_argument("--configs", default=None, help="YAML/JSON list of {fc, lr, dropout}; default: the paper's 27-config grid")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per config (default 3)")
+    parser.add_argument("--arch", default="vgg19", choices=["vgg19", "vgg_small"], help="architecture (default vgg19)")
+    parser.add_argument("--input-size", type=int, default=224, help="input size (default 224)")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random initial weights")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
+    parser.add_argument("--device", default="", help="torch device (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> pd.DataFrame:
+    configs = load_configs(args.configs) if args.configs else paper_grid()
+    base = TrainConfig(dataset=args.dataset, out="", arch=args.arch, input_size=args.input_size,
+                       pretrained=args.pretrained, batch_size=args.batch_size, workers=args.workers,
+                       device=args.device, seed=args.seed)
+    table = search(base, configs, Path(args.out), args.epochs)
+    print(to_markdown(table))
+    return table
+
+
+if __name__ == "__main__":
+    run_main(main, get_args_parser().parse_args())
