@@ -11,6 +11,7 @@ pages = [
     st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
     st.Page("pages/confusion.py", title="Confusion matrix", icon="🟦", url_path="confusion"),
     st.Page("pages/inspector.py", title="Image inspector", icon="🔎", url_path="inspector"),
+    st.Page("pages/trends.py", title="Trends", icon="📈", url_path="trends"),
     st.Page("pages/agreement.py", title="Vote agreement", icon="🗳️", url_path="agreement"),
     st.Page("pages/live.py", title="Live prediction", icon="📤", url_path="live"),
 ]

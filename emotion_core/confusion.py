@@ -42,6 +42,14 @@ def matrix(predictions: pd.DataFrame, view: str = "counts") -> np.ndarray:
     return counts
 
 
+def largest_confusion(predictions: pd.DataFrame) -> tuple[str, str]:
+    """The off-diagonal cell with most images (the first one if there are no errors)."""
+    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"])
+    np.fill_diagonal(counts, -1)
+    i, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return EMOTIONS[i], EMOTIONS[j]
+
+
 def cell_rows(predictions: pd.DataFrame, true: str, pred: str) -> pd.DataFrame:
     return predictions[(predictions["label"] == true) & (predictions["pred"] == pred)]
 
@@ -62,8 +70,10 @@ def summary_sentence(true: str, pred: str, summary: Mapping[str, int]) -> str:
 
 
 def filter_and_sort(rows: pd.DataFrame, *, levels: list[str] | None = None,
-                    confidence: tuple[float, float] = (0.0, 1.0), sort: str = SORT_KEYS[0]) -> pd.DataFrame:
-    """Gallery rows: agreement levels kept, confidence range (inclusive), sort order."""
+                    confidence: tuple[float, float] = (0.0, 1.0), sort: str = SORT_KEYS[0],
+                    only_ids: set[str] | None = None) -> pd.DataFrame:
+    """Gallery rows: agreement levels kept, confidence range (inclusive), only_ids (e.g. the
+    images with some tags) when given, sort order."""
     if sort not in SORT_KEYS:
         raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
     keep = rows["confidence"].between(confidence[0], confidence[1])
@@ -72,6 +82,8 @@ def filter_and_sort(rows: pd.DataFrame, *, levels: list[str] | None = None,
         if unknown:
             raise ValueError(f"unknown agreement level {sorted(unknown)[0]!r}; valid: {', '.join(AGREEMENT_LEVELS)}")
         keep &= rows["agreement_level"].isin(levels)
+    if only_ids is not None:
+        keep &= rows["image_id"].isin(only_ids)
     column = "confidence" if sort.startswith("confidence") else "agreement"
     ascending = "low first" in sort
     return rows[keep].sort_values([column, "image_id"], ascending=[ascending, True], na_position="last",

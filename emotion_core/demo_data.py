@@ -105,13 +105,13 @@ def _draw(label: str, trait: str, size: int, rng: np.random.Generator, faint: bo
     if trait == "text in image":
         _text(draw, size, rng)
     pixels = np.asarray(canvas).astype(np.float32)
+    pixels += rng.normal(0, 10, pixels.shape)  # sensor-like noise (gray noise once desaturated)
     if trait == "red/warm tones":
         pixels = pixels * np.array([0.35, 0.15, 0.12]) + np.array([150, 15, 10])
     if trait == "monochrome":
         gray = pixels.mean(axis=2, keepdims=True)
         # black and white photos share a mid-gray tone, whatever the scene's colours
         pixels = (gray - gray.mean() + MONOCHROME_LEVEL).repeat(3, axis=2)
-    pixels += rng.normal(0, 10, pixels.shape)  # sensor-like noise
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from emotion_core.attributes import ATTRIBUTES_FILE, compute_attributes, write_attributes
 from emotion_core.dataset import ImageDataset, read_manifest, split_rows
 from emotion_core.fileio import write_json, write_npy, write_parquet
 from emotion_core.labels import EMOTIONS
@@ -76,9 +77,10 @@ def split_counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, splits: tuple[str, ...] = ("test",),
-                 batch_size: int = 32, workers: int = 0, device: str = "cpu",
+                 batch_size: int = 32, workers: int = 0, device: str = "cpu", attributes: bool = True,
                  progress: Progress | None = None) -> dict:
-    """Evaluate run_dir/checkpoint.pt; write predictions, CAMs and metrics atomically."""
+    """Evaluate run_dir/checkpoint.pt; write predictions, CAMs, image attributes and
+    metrics, each atomically."""
     run_dir = Path(run_dir)
     model, config, _ = load_checkpoint(run_dir / "checkpoint.pt")
     manifest = read_manifest(dataset_dir)
@@ -92,6 +94,10 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
         "skipped_unreadable": int(len(rows) - len(table)),
         "cam_shape": list(cams.shape[2:]),
     }
+    if attributes:
+        write_attributes(run_dir, compute_attributes(table, cams))
+    else:
+        (run_dir / ATTRIBUTES_FILE).unlink(missing_ok=True)  # stale: belonged to the previous evaluation
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # overlays of the previous evaluation
     write_npy(run_dir / CAMS_FILE, cams)
     write_parquet(run_dir / PREDICTIONS_FILE, table)

@@ -3,6 +3,7 @@
 Not a page (st.navigation lists only the pages named in app.py)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +11,21 @@ import pandas as pd
 import streamlit as st
 
 from emotion_core import runs
+from emotion_core.attributes import ATTRIBUTES_FILE, read_attributes
+from emotion_core.confusion import largest_confusion
+from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.images import ImageLoadError, load_image
 from emotion_core.model import CheckpointError, load_checkpoint
 from emotion_core.overlay import ImageCache
 from emotion_core.predict import Predictor
 from emotion_core.runs import list_runs
+from emotion_core.tags import TagStore, TagStoreError, default_url
 from emotion_core.workspace import runs_dir, workspace_dir
 from streamlit.runtime.pages_manager import PagesManager
 from training.demo import DEMO_NOTE, build_demo
 
-RUN, SPLIT, TRUE, PRED, INSPECT = "run", "split", "cell_true", "cell_pred", "inspect_id"
+RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
+TRUE_BOX, PRED_BOX = "cell_true", "cell_pred"  # widget keys; TRUE / PRED hold the choice across pages
 
 
 def _mtime(path: Path) -> float:
@@ -45,6 +51,38 @@ def _history(run_path: str, mtime: float) -> pd.DataFrame | None:
 def _predictor(checkpoint: str, mtime: float) -> Predictor:
     model, config, _ = load_checkpoint(checkpoint)
     return Predictor(model, config.input_size)
+
+
+@st.cache_resource(show_spinner=False)
+def _tag_store(url: str) -> TagStore:
+    return TagStore(url)
+
+
+@st.cache_data(show_spinner=False)
+def _attributes(run_path: str, mtime: float) -> pd.DataFrame | None:
+    return read_attributes(run_path)
+
+
+def tag_store() -> TagStore | None:
+    """The shared tag store; None (with the reason shown) when the database is unusable."""
+    try:
+        return _tag_store(default_url())
+    except TagStoreError as err:
+        st.error(f"{err}. Tags are unavailable; check EMOLENS_DB_URL.")
+        return None
+
+
+def dataset_key(run: runs.RunInfo) -> str:
+    """Tags belong to (dataset, image): the dataset is named by its folder."""
+    return Path(metrics(run).get("dataset", run.name)).name
+
+
+def attributes(run: runs.RunInfo) -> pd.DataFrame | None:
+    return _attributes(str(run.path), _mtime(run.path / ATTRIBUTES_FILE))
+
+
+def author() -> str:
+    return (st.session_state.get(AUTHOR) or "").strip()
 
 
 def available_runs() -> list[runs.RunInfo]:
@@ -179,6 +217,9 @@ def run_picker() -> None:
                                                    key="split_picker",
                                                    help="The evaluated split shown on every page")
     sync_query_params(run=st.session_state[RUN], split=st.session_state[SPLIT])
+    st.session_state[AUTHOR] = st.sidebar.text_input(
+        "Your name (for tags)", value=st.session_state.get(AUTHOR, os.environ.get("USER", "")),
+        key="author_input", max_chars=100, help="Every tag records its author and time")
 
 
 def setup() -> None:
@@ -193,3 +234,30 @@ def setup_if_run_directly() -> None:
     st.navigation in this process; then the app's frame must be set up here."""
     if PagesManager.uses_pages_directory:
         setup()
+
+
+def ensure_cell(predictions: pd.DataFrame) -> None:
+    """First visit: the cell from the URL, else the largest confusion."""
+    if TRUE in st.session_state and PRED in st.session_state:
+        return
+    true, pred = largest_confusion(predictions)
+    wanted_true, wanted_pred = st.query_params.get("true"), st.query_params.get("pred")
+    st.session_state[TRUE] = wanted_true if wanted_true in EMOTIONS else true
+    st.session_state[PRED] = wanted_pred if wanted_pred in EMOTIONS else pred
+
+
+def _copy_box(box: str, target: str) -> None:
+    st.session_state[target] = st.session_state[box]
+
+
+def cell_pickers(predictions: pd.DataFrame) -> tuple[str, str]:
+    """The two select boxes that choose a cell; a chart click sets the same cell."""
+    ensure_cell(predictions)
+    st.session_state[TRUE_BOX], st.session_state[PRED_BOX] = st.session_state[TRUE], st.session_state[PRED]
+    left, right = st.columns(2)
+    left.selectbox("True class", EMOTIONS, key=TRUE_BOX, format_func=display_name,
+                   on_change=_copy_box, args=(TRUE_BOX, TRUE))
+    right.selectbox("Predicted class", EMOTIONS, key=PRED_BOX, format_func=display_name,
+                    on_change=_copy_box, args=(PRED_BOX, PRED))
+    sync_query_params(true=st.session_state[TRUE], pred=st.session_state[PRED])
+    return st.session_state[TRUE], st.session_state[PRED]

@@ -4,6 +4,7 @@ import streamlit as st
 
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.plots import probability_bars
+from emotion_core.tags import suggestions
 from pages import _gallery as gallery
 from pages import _ui as ui
 
@@ -28,6 +29,7 @@ if current in ids:
         st.session_state[ui.INSPECT] = ids[position + 1]
         st.rerun()
 ui.sync_query_params(image=current)
+current_id = current
 
 row = predictions[predictions["image_id"] == current].iloc[0]
 probabilities = row[[f"p_{e}" for e in EMOTIONS]].to_numpy(dtype=float)
@@ -54,3 +56,36 @@ with image_col:
         if cam is not None:
             ui.show_image(ui.cam_overlay(run, row["path"], cam, f"{run.name}|{target}"),
                           caption=f"Grad-CAM: {display_name(target)}")
+
+store, dataset = ui.tag_store(), ui.dataset_key(run)
+if store:
+    st.subheader("Tags")
+    gallery.show_tag_message()
+    table = store.tags_of(dataset)
+    current = sorted(table.loc[table["image_id"] == current_id, "tag"]) if len(table) else []
+    for tag in current:
+        name, remove = st.columns([4, 1])
+        name.write(f"🏷 {tag}")
+        if remove.button("remove", key=f"untag_{tag}"):
+            gallery.act(lambda tag=tag: store.remove(dataset, [current_id], tag, ui.author()), f"removed “{tag}”")
+    choose, add = st.columns([4, 1], vertical_alignment="bottom")
+    new_tag = choose.selectbox("Add a tag", [t for t in store.vocabulary() if t not in current] + [gallery.NEW_TAG],
+                               key="inspector_tag")
+    if new_tag == gallery.NEW_TAG:
+        new_tag = choose.text_input("New tag", key="inspector_new_tag", max_chars=60)
+    if add.button("add", key="inspector_add"):
+        gallery.act(lambda: store.add(dataset, [current_id], new_tag, ui.author()), f"tagged “{new_tag}”")
+    attributes = ui.attributes(run)
+    row_attributes = None
+    if attributes is not None and current_id in set(attributes["image_id"]):
+        row_attributes = attributes.set_index("image_id").loc[current_id]
+        st.caption(gallery.attributes_text(attributes.set_index("image_id"), current_id))
+    rejected = {t for i, t in store.rejected(dataset) if i == current_id}
+    for tag in suggestions(row_attributes, current, rejected):
+        text, yes, no = st.columns([3, 1, 1])
+        text.write(f"Suggested: **{tag}** (from the automatic attributes)")
+        if yes.button("confirm", key=f"confirm_{tag}"):
+            gallery.act(lambda tag=tag: store.add(dataset, [current_id], tag, ui.author(), source="suggestion"),
+                        f"tagged “{tag}”")
+        if no.button("reject", key=f"reject_{tag}"):
+            gallery.act(lambda tag=tag: store.reject(dataset, current_id, tag, ui.author()) or f"rejected “{tag}”", None)

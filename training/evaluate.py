@@ -21,13 +21,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda when available)")
+    parser.add_argument("--no-attributes", dest="attributes", action="store_false",
+                        help="skip the automatic image attributes (monochrome, warm, faces, ...)")
     return parser
 
 
 def main(args: argparse.Namespace) -> dict:
     splits = tuple(s.strip() for s in args.split.split(",") if s.strip())
     metrics = evaluate_run(args.run, args.dataset, splits=splits, batch_size=args.batch_size,
-                           workers=args.workers, device=args.device)
+                           workers=args.workers, device=args.device, attributes=args.attributes)
     for split, values in metrics["splits"].items():
         print(f"{split}: accuracy {values['accuracy']:.1%} on {values['n_images']} images")
     return metrics

@@ -1,0 +1,67 @@
+"""Trends: the paper's per-cell analysis (counts, shares, lift, Fisher p) and what stands out."""
+import pandas as pd
+import streamlit as st
+
+from emotion_core.attributes import compute_for_run
+from emotion_core.confusion import cell_rows, cell_summary, summary_sentence
+from emotion_core.labels import display_name
+from emotion_core.trends import (cell_paragraph, cell_trend_table, cells_csv, discover, error_cells,
+                                 image_features, markdown_report, standouts)
+from pages import _ui as ui
+
+ui.setup_if_run_directly()
+run = ui.require_run()
+predictions = ui.predictions(run)
+st.title("Trends")
+
+attributes = ui.attributes(run)
+if attributes is None:
+    st.warning("This run has no automatic image attributes (it was evaluated by an older EmoLens or with "
+               "--no-attributes). Tags still work; compute the attributes to test monochrome, warm tones, faces…")
+    if st.button("Compute attributes for this run"):
+        bar = st.progress(0.0, text="starting")
+        compute_for_run(run.path, progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+        st.rerun()
+store = ui.tag_store()
+tags = store.tags_of(ui.dataset_key(run)) if store else None
+features = image_features(predictions, attributes, tags)
+
+true, pred = ui.cell_pickers(predictions)
+rows = cell_rows(predictions, true, pred)
+st.subheader(summary_sentence(true, pred, cell_summary(rows)))
+if true == pred:
+    st.info("Pick an off-diagonal cell (a confusion) to compare it with the correctly classified images.")
+    st.stop()
+
+table = cell_trend_table(predictions, features, true, pred)
+reference = int(((predictions["label"] == true) & predictions["correct"]).sum())
+st.caption(f"Each feature in the {len(rows)} images of this cell against the {reference} correctly classified "
+           f"{display_name(true)} images: lift = share in cell / share in reference; one-sided Fisher exact test.")
+percent = st.column_config.NumberColumn(format="percent")
+st.dataframe(table, hide_index=True, column_config={"cell_share": percent, "reference_share": percent,
+                                                    "lift": st.column_config.NumberColumn(format="%.2f"),
+                                                    "p_value": st.column_config.NumberColumn(format="%.2g")})
+st.markdown(cell_paragraph(predictions, features, true, pred, table))
+
+st.subheader("What stands out in this cell")
+min_images = st.number_input("Cells tested: at least this many images", 2, 50, 3, key="min_images")
+discovered = discover(predictions, features, attributes, min_images=int(min_images))
+found = standouts(discovered, true, pred)
+if len(rows) < min_images:
+    st.info(f"This cell has fewer than {min_images} images; it is not tested.")
+elif found.empty:
+    st.write("Nothing stands out at a false discovery rate of 10% (Benjamini-Hochberg over all cells and features).")
+else:
+    st.dataframe(found[["feature", "kind", "lift", "p_value", "q_value"]], hide_index=True)
+
+st.subheader("Export")
+cells = error_cells(predictions)
+one, every = st.columns(2)
+one.download_button("This cell: Markdown", markdown_report(predictions, features, [(true, pred)], discovered),
+                    file_name=f"emolens_{true}_to_{pred}.md", mime="text/markdown")
+one.download_button("This cell: CSV", cells_csv(predictions, features, [(true, pred)]).to_csv(index=False),
+                    file_name=f"emolens_{true}_to_{pred}.csv", mime="text/csv")
+every.download_button("All cells: Markdown", markdown_report(predictions, features, cells, discovered),
+                      file_name="emolens_trends.md", mime="text/markdown")
+every.download_button("All cells: CSV", cells_csv(predictions, features, cells).to_csv(index=False),
+                      file_name="emolens_trends.csv", mime="text/csv")
