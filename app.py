@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
+from pages.shared import ui
 
 st.set_page_config(page_title="EmoLens", page_icon="🔍", layout="wide")
 ui.setup()

@@ -78,7 +78,7 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 def count_faces(rgb: np.ndarray, cascade: str) -> int:
     gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     side = max(24, min(gray.shape) // 10)
-    found = _cascade(cascade).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    found = _cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side))
     return int(len(found))
 
 

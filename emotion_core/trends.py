@@ -90,14 +90,23 @@ def discover(predictions: pd.DataFrame, features: pd.DataFrame, attributes: pd.D
         results.append(table.assign(true=true, pred=pred, cell_images=len(rows)))
         if continuous is not None:
             results.append(_continuous_tests(continuous, predictions, true, pred).assign(cell_images=len(rows)))
+    results = [r for r in results if len(r)]
     if not results:
-        return pd.DataFrame(columns=["true", "pred", "feature", "kind", "p_value", "q_value"])
-    found = pd.concat([r for r in results if len(r)], ignore_index=True)
+        return pd.DataFrame(columns=["true", "pred", "feature", "kind", "lift", "p_value", "q_value"])
+    found = pd.concat(results, ignore_index=True)
+    found["cell_vs_reference"] = [_effect(row) for row in found.itertuples()]
     tested = found["p_value"].notna()
     found["q_value"] = np.nan
     found.loc[tested, "q_value"] = benjamini_hochberg(found.loc[tested, "p_value"].to_numpy())
     return found.sort_values(["true", "pred", "q_value", "p_value"], na_position="last",
                              kind="stable").reset_index(drop=True)
+
+
+def _effect(row) -> str:
+    """'100% vs 7%' for shares, 'median 0.12 vs 0.45' for continuous attributes."""
+    if row.kind == "median":
+        return f"median {row.cell_median:.3g} vs {row.reference_median:.3g}"
+    return f"{row.cell_share:.0%} vs {row.reference_share:.0%}"
 
 
 def _continuous_table(attributes: pd.DataFrame | None, index: pd.Index) -> pd.DataFrame | None:

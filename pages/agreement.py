@@ -3,7 +3,7 @@ import streamlit as st
 
 from emotion_core.confusion import accuracy_by_agreement, accuracy_by_level, matrix, unanimous_only
 from emotion_core.plots import accuracy_by_agreement_figure, confusion_figure
-from pages import _ui as ui
+from pages.shared import ui
 
 ui.setup_if_run_directly()
 run = ui.require_run()

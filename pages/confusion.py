@@ -7,8 +7,8 @@ from emotion_core.confusion import (MATRIX_VIEWS, SORT_KEYS, cell_from_selection
 from emotion_core.plots import confusion_figure
 from emotion_core.tags import images_with_all, tags_by_image
 from emotion_core.votes import AGREEMENT_LEVELS
-from pages import _ui as ui
-from pages import _gallery as gallery
+from pages.shared import ui
+from pages.shared import gallery
 
 PER_PAGE = 12
 ui.setup_if_run_directly()

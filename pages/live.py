@@ -6,7 +6,7 @@ from emotion_core.images import DEFAULT_MAX_PIXELS, ImageLoadError, describe_ima
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.overlay import overlay
 from emotion_core.plots import probability_bars
-from pages import _ui as ui
+from pages.shared import ui
 
 MAX_UPLOAD_MB = 50
 ui.setup_if_run_directly()

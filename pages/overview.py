@@ -4,7 +4,7 @@ import streamlit as st
 
 from emotion_core.plots import learning_curves, per_class_bars
 from emotion_core.report import paper_table
-from pages import _ui as ui
+from pages.shared import ui
 
 ui.setup_if_run_directly()
 run = ui.require_run()

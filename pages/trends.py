@@ -7,7 +7,7 @@ from emotion_core.confusion import cell_rows, cell_summary, summary_sentence
 from emotion_core.labels import display_name
 from emotion_core.trends import (cell_paragraph, cell_trend_table, cells_csv, discover, error_cells,
                                  image_features, markdown_report, standouts)
-from pages import _ui as ui
+from pages.shared import ui
 
 ui.setup_if_run_directly()
 run = ui.require_run()
@@ -52,7 +52,10 @@ if len(rows) < min_images:
 elif found.empty:
     st.write("Nothing stands out at a false discovery rate of 10% (Benjamini-Hochberg over all cells and features).")
 else:
-    st.dataframe(found[["feature", "kind", "lift", "p_value", "q_value"]], hide_index=True)
+    st.dataframe(found[["feature", "cell_vs_reference", "lift", "p_value", "q_value"]], hide_index=True,
+                 column_config={"p_value": st.column_config.NumberColumn(format="%.2g"),
+                                "q_value": st.column_config.NumberColumn(format="%.2g"),
+                                "lift": st.column_config.NumberColumn(format="%.2f")})
 
 st.subheader("Export")
 cells = error_cells(predictions)

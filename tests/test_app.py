@@ -101,3 +101,96 @@ def test_animated_upload_uses_first_frame(demo_env):
     at.file_uploader[0].set_value(("anim.gif", data, "image/gif")).run()
     assert any("first frame" in i.value for i in at.info)
     assert at.subheader[0].value.startswith("Predicted: ")
+
+
+def goto_cell(at: AppTest, true: str, pred: str) -> AppTest:
+    at.selectbox(key="cell_true").set_value(true).run()
+    return at.selectbox(key="cell_pred").set_value(pred).run()
+
+
+def test_tagging_in_the_gallery_and_undo(demo_env):
+    from emotion_core.tags import TagStore
+
+    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    at.text_input(key="author_input").set_value("ann").run()
+    first, second = [c for c in at.checkbox if c.key.startswith("select|")][:2]
+    first_id, second_id = first.key.split("|", 1)[1], second.key.split("|", 1)[1]
+    first.check().run()
+    at.checkbox(key=f"select|{second_id}").check().run()
+    at.selectbox(key="tag_choice").set_value("monochrome").run()
+    next(b for b in at.button if b.label.startswith("Tag selected")).click().run()
+    assert not at.exception
+    store = TagStore(f"sqlite:///{demo_env / 'tags.sqlite'}")
+    tagged = store.tags_of("demo")
+    assert set(tagged.loc[tagged["tag"] == "monochrome", "image_id"]) >= {first_id, second_id}
+    assert set(tagged["author"]) == {"ann"}
+    assert any("tagged 2" in s.value for s in at.success)
+    assert sum("🏷 monochrome" in c.value for c in at.caption) >= 2
+    # the tag filter keeps exactly the tagged images
+    at.multiselect(key="tag_filter").set_value(["monochrome"]).run()
+    shown = {m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")}
+    assert shown == {first_id, second_id}
+    at.multiselect(key="tag_filter").set_value([]).run()
+    next(b for b in at.button if b.label == "Undo").click().run()
+    assert store.tags_of("demo").query("tag == 'monochrome'").empty
+    assert any("undid" in s.value for s in at.success)
+
+
+def test_empty_new_tag_is_a_message_not_a_traceback(demo_env):
+    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    at.text_input(key="author_input").set_value("ann").run()
+    at.checkbox(key=[c.key for c in at.checkbox if c.key.startswith("select|")][0]).check().run()
+    at.selectbox(key="tag_choice").set_value("+ new tag…").run()
+    at.text_input(key="new_tag").set_value("   ").run()
+    next(b for b in at.button if b.label.startswith("Tag selected")).click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["a tag name cannot be empty"]
+
+
+def test_trends_page_shows_the_cell_table(demo_env):
+    at = goto_cell(start("pages/trends.py"), "anger", "sadness")
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table.iloc[0]["feature"] == "auto: monochrome"
+    assert any(m.value.startswith("**Anger misclassified as Sadness:**") for m in at.markdown)
+    assert "auto: monochrome" in at.dataframe[1].value["feature"].tolist()
+
+
+def test_inspector_confirms_a_suggested_tag(demo_env):
+    from emotion_core.tags import TagStore
+
+    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    at.switch_page("pages/inspector.py").run()
+    at.text_input(key="author_input").set_value("ann").run()
+    confirm = [b for b in at.button if b.key and b.key.startswith("confirm_")]
+    assert confirm, "a monochrome image should get a suggestion"
+    tag = confirm[0].key.removeprefix("confirm_")
+    confirm[0].click().run()
+    image_id = at.subheader[0].value.split(":")[0]
+    tags = TagStore(f"sqlite:///{demo_env / 'tags.sqlite'}").tags_of("demo")
+    row = tags[(tags["image_id"] == image_id) & (tags["tag"] == tag)]
+    assert row["source"].tolist() == ["suggestion"]
+    TagStore(f"sqlite:///{demo_env / 'tags.sqlite'}").undo("ann")
+
+
+def test_run_without_attributes_offers_to_compute_them(demo_env):
+    run = demo_env / "runs" / "demo"
+    saved = (run / "attributes.parquet").read_bytes()
+    (run / "attributes.parquet").unlink()
+    try:
+        at = start("pages/trends.py")
+        assert any("no automatic image attributes" in w.value for w in at.warning)
+        next(b for b in at.button if b.label == "Compute attributes for this run").click().run()
+        assert not at.exception and not at.warning
+        assert (run / "attributes.parquet").exists()
+    finally:
+        (run / "attributes.parquet").write_bytes(saved)
+
+
+def test_empty_workspace_builds_the_demo_with_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOLENS_HOME", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=240).run()
+    assert not at.exception and not at.error
+    assert {m.label for m in at.metric} >= {"Accuracy", "Images"}
+    assert (tmp_path / "runs" / "demo" / "metrics.json").exists()
+    assert "demo ready" in (tmp_path / ".demo-progress.json").read_text()

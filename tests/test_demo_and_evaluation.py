@@ -40,3 +40,16 @@ def test_planted_failure_mode_shows_in_anger_to_sadness(demo_workspace):
     cell = predictions[(predictions["label"] == "anger") & (predictions["pred"] == "sadness")]
     assert len(cell) >= 2
     assert (cell["demo_trait"] == "monochrome").mean() >= 0.5
+
+
+def test_one_demo_build_at_a_time(tmp_path):
+    from training.demo import build_demo, build_lock, demo_building
+
+    run = tmp_path / "runs" / "demo"
+    assert not demo_building(run)
+    with build_lock(run):
+        assert demo_building(run)  # what a second dashboard session sees
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    assert build_demo(run_dir=run, dataset_dir=tmp_path / "data", reuse=True)["reused"]
+    assert not (tmp_path / "data").exists()

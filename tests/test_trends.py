@@ -65,3 +65,9 @@ def test_discovery_finds_the_planted_failure_modes_on_the_demo(demo_workspace):
     assert top.iloc[0]["feature"] == "auto: monochrome" and top.iloc[0]["q_value"] < 0.05
     warm = standouts(discovered, "sadness", "anger")
     assert len(warm) and warm.iloc[0]["feature"] == "auto: red/warm tones"
+
+
+def test_discovery_without_any_features_is_empty_not_an_error():
+    predictions, _ = toy_predictions()
+    found = discover(predictions, image_features(predictions))
+    assert found.empty and standouts(found, "anger", "sadness").empty

@@ -6,11 +6,13 @@ a small VGG trained on the CPU through the one training loop, and its evaluation
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -44,14 +46,46 @@ def demo_paths(workspace_runs: Path | None = None, workspace_datasets: Path | No
     return (workspace_datasets or datasets_dir()) / DEMO_NAME, (workspace_runs or runs_dir()) / DEMO_NAME
 
 
-def build_demo(config: DemoConfig = DemoConfig(), progress: Progress | None = None,
-               dataset_dir: Path | None = None, run_dir: Path | None = None) -> dict:
-    """Generate, import, train and evaluate; returns the test metrics.
+@contextmanager
+def build_lock(run_dir: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock next to the demo run: one build at a time, across processes.
+    Yields False without waiting when wait=False and another process holds it."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
-    A half-built demo (no metrics.json) is removed and built again.
+
+def demo_building(run_dir: Path | None = None) -> bool:
+    """True while another process is building the demo."""
+    with build_lock(Path(run_dir or demo_paths()[1]), wait=False) as acquired:
+        return not acquired
+
+
+def build_demo(config: DemoConfig = DemoConfig(), progress: Progress | None = None,
+               dataset_dir: Path | None = None, run_dir: Path | None = None, reuse: bool = False) -> dict:
+    """Generate, import, train and evaluate; returns the training result with test metrics.
+
+    One build at a time: a second caller waits; with reuse=True it then takes the
+    finished demo instead of building again. A half-built demo (no metrics.json) is
+    removed and built again.
     """
     default_dataset, default_run = demo_paths()
     dataset_dir, run_dir = Path(dataset_dir or default_dataset), Path(run_dir or default_run)
+    with build_lock(run_dir):
+        if reuse and (run_dir / "metrics.json").exists():
+            return {"out": str(run_dir), "reused": True}
+        return _build(config, progress, dataset_dir, run_dir)
+
+
+def _build(config: DemoConfig, progress: Progress | None, dataset_dir: Path, run_dir: Path) -> dict:
     report = progress or (lambda fraction, text: None)
     started = time.perf_counter()
     for folder in (dataset_dir, run_dir):
@@ -92,13 +126,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=defaults.image_size, help="image side in pixels (default 64)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default 12)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of images, votes and training")
+    parser.add_argument("--reuse", action="store_true", help="keep a finished demo instead of building it again")
+    parser.add_argument("--progress-file", default=None,
+                        help="also write progress as JSON here (the dashboard follows a build this way)")
     return parser
+
+
+def progress_writer(path: str | None) -> Progress | None:
+    """Progress to a JSON file {fraction, text}, written atomically, for another process to read."""
+    if not path:
+        return None
+    return lambda fraction, text: write_json(path, {"fraction": fraction, "text": text})
 
 
 def main(args: argparse.Namespace) -> dict:
     config = DemoConfig(n_per_class=args.n_per_class, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
     started = time.perf_counter()
-    result = build_demo(config)
+    result = build_demo(config, progress=progress_writer(args.progress_file), reuse=args.reuse)
     for split, metrics in result.get("metrics", {}).items():
         print(f"demo {split} accuracy: {metrics['accuracy']:.1%} ({metrics['n_images']} images)")
     print(f"demo built in {time.perf_counter() - started:.1f} s: {result['out']}  [{DEMO_NOTE}]")

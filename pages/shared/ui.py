@@ -4,6 +4,9 @@ Not a page (st.navigation lists only the pages named in app.py)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +21,13 @@ from emotion_core.images import ImageLoadError, load_image
 from emotion_core.model import CheckpointError, load_checkpoint
 from emotion_core.overlay import ImageCache
 from emotion_core.predict import Predictor
-from emotion_core.runs import list_runs
 from emotion_core.tags import TagStore, TagStoreError, default_url
 from emotion_core.workspace import runs_dir, workspace_dir
 from streamlit.runtime.pages_manager import PagesManager
-from training.demo import DEMO_NOTE, build_demo
+from training.demo import DEMO_NOTE, demo_building
 
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TRUE_BOX, PRED_BOX = "cell_true", "cell_pred"  # widget keys; TRUE / PRED hold the choice across pages
 
 
@@ -178,21 +181,34 @@ def sync_query_params(**values: str | None) -> None:
 # ---- the app's common frame ---------------------------------------------------------------
 
 def ensure_a_run() -> None:
-    """Build the synthetic demo when the workspace holds no evaluated run."""
+    """Build the synthetic demo when the workspace holds no evaluated run.
+
+    The build runs in its own process (python -m training.demo), so closing or reloading
+    the page does not stop it; every session follows its progress file."""
     if available_runs():
         return
-    incomplete = [r.name for r in list_runs(runs_dir())]
+    home = workspace_dir()
+    progress_file, log_file = home / ".demo-progress.json", home / ".demo-build.log"
+    process = None
     with st.status("Building the built-in demo (synthetic data, about a minute)…", expanded=True) as status:
-        st.write(f"Workspace: `{workspace_dir()}`. {DEMO_NOTE}.")
-        if incomplete:
-            st.write(f"Found runs without evaluation ({', '.join(incomplete)}); evaluate them with "
-                     "`python -m training.evaluate`.")
+        st.write(f"Workspace: `{home}`. {DEMO_NOTE}.")
         bar = st.progress(0.0, text="starting")
-        try:
-            build_demo(progress=lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text))
-        except Exception as err:  # the page must show one line, never a traceback
+        if not demo_building():
+            home.mkdir(parents=True, exist_ok=True)
+            progress_file.unlink(missing_ok=True)
+            with open(log_file, "w") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "training.demo", "--reuse", "--progress-file", str(progress_file)],
+                    cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    env={**os.environ, "EMOLENS_HOME": str(home)})
+        while (process is not None and process.poll() is None) or demo_building():
+            state = runs.read_json(progress_file)
+            bar.progress(min(max(float(state.get("fraction", 0.0)), 0.0), 1.0), text=state.get("text", "starting"))
+            time.sleep(0.5)
+        if not available_runs():
+            lines = log_file.read_text().strip().splitlines() if log_file.exists() else []
             status.update(label="Building the demo failed", state="error")
-            st.error(f"The demo could not be built: {type(err).__name__}: {err}")
+            st.error(f"The demo could not be built: {lines[-1] if lines else 'no output'} (log: {log_file})")
             st.stop()
         status.update(label="Demo ready", state="complete", expanded=False)
 

@@ -9,7 +9,7 @@ from emotion_core.labels import display_name
 from emotion_core.runs import RunInfo
 from emotion_core.tags import TagStore
 from emotion_core.votes import NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS
-from pages import _ui as ui
+from pages.shared import ui
 
 BADGE = {UNANIMOUS: "🟢 unanimous", STRONGLY_DIVIDED: "🔴 strongly divided", NO_VOTES: "⚪ no votes"}
 NEW_TAG = "+ new tag…"

@@ -1,0 +1,57 @@
+"""A large synthetic run dir (predictions, CAMs, metrics, attributes) for the benchmarks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from emotion_core.evaluation import split_counts
+from emotion_core.fileio import write_json, write_npy, write_parquet
+from emotion_core.labels import EMOTIONS
+from emotion_core.metrics import evaluation_metrics
+from emotion_core.model import ModelConfig, build_model, save_checkpoint
+from emotion_core.votes import agreement, agreement_level
+
+
+def make_run(workspace: Path, n: int = 22_000, seed: int = 0, distinct_images: int = 64) -> Path:
+    """workspace/runs/big: n test predictions at ~60% accuracy, each pointing at one of a few image files."""
+    rng = np.random.default_rng(seed)
+    run, images = workspace / "runs" / "big", workspace / "datasets" / "big"
+    run.mkdir(parents=True, exist_ok=True)
+    images.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(distinct_images):
+        path = images / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    label = rng.integers(0, 8, n)
+    pred = np.where(rng.random(n) < 0.6, label, rng.integers(0, 8, n))
+    probabilities = rng.dirichlet(np.ones(8), n).astype(np.float32)
+    probabilities[np.arange(n), pred] += 1.0
+    probabilities /= probabilities.sum(1, keepdims=True)
+    agree = rng.integers(3, 6, n)
+    table = pd.DataFrame({"image_id": [f"img{i:06d}" for i in range(n)], "path": [paths[i % distinct_images] for i in range(n)],
+                          "split": "test", "label": [EMOTIONS[i] for i in label], "label_idx": label,
+                          "agree": pd.array(agree, dtype="Int64"), "disagree": pd.array(5 - agree, dtype="Int64"),
+                          "pred_idx": pred, "pred": [EMOTIONS[i] for i in pred],
+                          "confidence": probabilities.max(1), "correct": label == pred})
+    for i, emotion in enumerate(EMOTIONS):
+        table[f"p_{emotion}"] = probabilities[:, i]
+    table["agreement"] = agreement(table["agree"], table["disagree"])
+    table["agreement_level"] = agreement_level(table["agree"], table["disagree"])
+    table["cam_index"] = np.arange(n)
+    write_parquet(run / "predictions.parquet", table)
+    write_npy(run / "cams.npy", rng.random((n, 2, 14, 14)).astype(np.float16))
+    manifest = table[["label", "split"]]
+    write_json(run / "metrics.json", {"dataset": str(images), "splits": {"test": evaluation_metrics(table)},
+                                      "split_counts": split_counts(manifest), "skipped_unreadable": 0})
+    write_parquet(run / "attributes.parquet", pd.DataFrame({
+        "image_id": table["image_id"], "monochrome": rng.random(n) < 0.1, "warm": rng.random(n) < 0.2,
+        "has_face": rng.random(n) < 0.3, "has_cat_face": rng.random(n) < 0.05,
+        "brightness": rng.random(n), "colorfulness": rng.random(n) * 100, "contrast": rng.random(n) * 0.3,
+        "cam_concentration": rng.random(n) * 0.5 + 0.1}))
+    config = ModelConfig(arch="vgg_small", input_size=64)
+    save_checkpoint(run / "checkpoint.pt", build_model(config), config)
+    return run
