@@ -1,6 +1,8 @@
 """EmoLens dashboard: `streamlit run app.py`."""
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from pages.shared import ui
@@ -15,4 +17,9 @@ pages = [
     st.Page("pages/agreement.py", title="Vote agreement", icon="🗳️", url_path="agreement"),
     st.Page("pages/live.py", title="Live prediction", icon="📤", url_path="live"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except Exception as err:  # the last guard: one line on the page, the traceback in the server log
+    logging.getLogger("emolens").exception("page failed")
+    st.error(f"This page hit an unexpected error ({type(err).__name__}: {str(err)[:200]}); "
+             "the details are in the server log.")

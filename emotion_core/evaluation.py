@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -76,17 +76,35 @@ def split_counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
     return {e: {s: int(counts.get((e, s), 0)) for s in ("train", "dev", "test")} for e in EMOTIONS}
 
 
+Gather = Callable[[Any], "list[Any] | None"]
+
+
 def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, splits: tuple[str, ...] = ("test",),
                  batch_size: int = 32, workers: int = 0, device: str = "cpu", attributes: bool = True,
-                 progress: Progress | None = None) -> dict:
+                 progress: Progress | None = None, shard: tuple[int, int] = (0, 1),
+                 gather: Gather | None = None) -> dict | None:
     """Evaluate run_dir/checkpoint.pt; write predictions, CAMs, image attributes and
-    metrics, each atomically."""
+    metrics, each atomically.
+
+    Under torchrun each process passes shard=(rank, world_size) and a `gather` that
+    collects every rank's part on rank 0 (None elsewhere); rank 0 writes and returns
+    the metrics, the other ranks return None.
+    """
     run_dir = Path(run_dir)
     model, config, _ = load_checkpoint(run_dir / "checkpoint.pt")
     manifest = read_manifest(dataset_dir)
     rows = pd.concat([split_rows(manifest, s) for s in splits], ignore_index=True)
+    rows["_position"] = np.arange(len(rows))
+    rank, world_size = shard
     predictor = Predictor(model, config.input_size, device)
-    table, cams = predict_frame(predictor, rows, batch_size=batch_size, workers=workers, progress=progress)
+    table, cams = predict_frame(predictor, rows.iloc[rank::world_size], batch_size=batch_size, workers=workers,
+                                progress=progress)
+    table["_position"] = rows.set_index("image_id").loc[table["image_id"], "_position"].to_numpy()
+    image_attributes = compute_attributes(table, cams) if attributes else None
+    parts = gather((table, cams, image_attributes)) if gather else [(table, cams, image_attributes)]
+    if parts is None:
+        return None
+    table, cams, image_attributes = _merge(parts)
     metrics = {
         "dataset": str(Path(dataset_dir).resolve()),
         "splits": {s: evaluation_metrics(table[table["split"] == s]) for s in splits},
@@ -94,8 +112,8 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
         "skipped_unreadable": int(len(rows) - len(table)),
         "cam_shape": list(cams.shape[2:]),
     }
-    if attributes:
-        write_attributes(run_dir, compute_attributes(table, cams))
+    if image_attributes is not None:
+        write_attributes(run_dir, image_attributes)
     else:
         (run_dir / ATTRIBUTES_FILE).unlink(missing_ok=True)  # stale: belonged to the previous evaluation
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # overlays of the previous evaluation
@@ -103,3 +121,16 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
     write_parquet(run_dir / PREDICTIONS_FILE, table)
     write_json(run_dir / METRICS_FILE, metrics)  # last: its presence marks a complete evaluation
     return metrics
+
+
+def _merge(parts: list) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]:
+    """Shards back into the manifest's row order; cam_index renumbered to match."""
+    table = pd.concat([p[0] for p in parts], ignore_index=True)
+    cams = np.concatenate([p[1] for p in parts])
+    order = np.argsort(table["_position"].to_numpy(), kind="stable")
+    table = table.iloc[order].drop(columns="_position").reset_index(drop=True)
+    table["cam_index"] = np.arange(len(table), dtype="int64")
+    attributes = None
+    if parts[0][2] is not None:
+        attributes = pd.concat([p[2] for p in parts], ignore_index=True).iloc[order].reset_index(drop=True)
+    return table, cams[order], attributes

@@ -16,7 +16,17 @@ _WHITE = (255, 255, 255)
 
 
 class ImageLoadError(ValueError):
-    """An input that is not a usable image; the message is one line for the user."""
+    """An input that is not a usable image; the message is one line for the user.
+
+    `reason` is one of REASONS, for counting (e.g. in an import report)."""
+
+    def __init__(self, message: str, reason: str = "unreadable"):
+        super().__init__(message)
+        self.reason = reason
+
+
+MISSING, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE = "missing", "unreadable", "truncated", "too large"
+REASONS = (MISSING, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE)
 
 
 ImageSource = str | os.PathLike | bytes | BinaryIO
@@ -39,7 +49,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                 if width * height > max_pixels:
                     raise ImageLoadError(
                         f"{name}: {width}x{height} pixels is over the limit of "
-                        f"{max_pixels:,} pixels (possible decompression bomb)")
+                        f"{max_pixels:,} pixels (possible decompression bomb)", TOO_LARGE)
                 image.seek(0)  # first frame of an animated GIF/PNG/WebP
                 image.load()   # decode now so truncation is caught here, not later
                 return to_rgb(ImageOps.exif_transpose(image))
@@ -47,13 +57,13 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageLoadError(f"{name}: image is over the limit of {max_pixels:,} pixels "
-                             "(possible decompression bomb)") from None
+                             "(possible decompression bomb)", TOO_LARGE) from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not an image file (format not recognised)") from None
+        raise ImageLoadError(f"{name}: not an image file (format not recognised)", NOT_AN_IMAGE) from None
     except FileNotFoundError:
-        raise ImageLoadError(f"{name}: file not found") from None
+        raise ImageLoadError(f"{name}: file not found", MISSING) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageLoadError(f"{name}: unreadable or truncated image ({err})") from None
+        raise ImageLoadError(f"{name}: unreadable or truncated image ({err})", TRUNCATED) from None
 
 
 def describe_image(data: bytes) -> dict:

@@ -18,11 +18,11 @@ from typing import Callable
 import pandas as pd
 from tqdm import tqdm
 
-from emotion_core.images import ImageLoadError, is_placeholder, load_image
+from emotion_core.images import MISSING, NOT_AN_IMAGE, ImageLoadError, is_placeholder, load_image
 from emotion_core.labels import EMOTIONS, parse_emotion
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-SKIP_MISSING, SKIP_UNREADABLE, SKIP_PLACEHOLDER = "missing", "unreadable", "placeholder"
+SKIP_MISSING, SKIP_UNREADABLE, SKIP_PLACEHOLDER = MISSING, NOT_AN_IMAGE, "placeholder"
 MANIFEST_COLUMNS = ["image_id", "path", "label", "agree", "disagree", "split", "source"]
 
 
@@ -249,13 +249,14 @@ def _default_ids(paths: pd.Series) -> list[str]:
 # ---- shared: checking images -------------------------------------------------------------
 
 def check_image(path: str) -> str | None:
-    """None if the image is usable, else the skip reason."""
+    """None if the image is usable, else the skip reason (missing, unreadable,
+    truncated, too large, placeholder)."""
     if not os.path.isfile(path):
         return SKIP_MISSING
     try:
         image = load_image(path)
-    except ImageLoadError:
-        return SKIP_UNREADABLE
+    except ImageLoadError as err:
+        return err.reason
     return SKIP_PLACEHOLDER if is_placeholder(image) else None
 
 

@@ -42,10 +42,6 @@ class Predictor:
         return BatchResult(probabilities.cpu().numpy(), predicted.cpu().numpy(),
                            cams.cpu().to(torch.float16).numpy())
 
-    def predict_image(self, image: Image.Image) -> np.ndarray:
-        """Class probabilities (classes,) for one RGB image."""
-        return self.predict_with_cam(image, target=None)[0]
-
     def predict_with_cam(self, image: Image.Image, target: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and a [0, 1] Grad-CAM map for `target` (None: the top class)."""
         batch = self.transform(image.convert("RGB")).unsqueeze(0).to(self.device)

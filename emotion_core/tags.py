@@ -104,10 +104,17 @@ class TagStore:
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(connection, _record):
+                connection.isolation_level = None  # SQLAlchemy's "begin" below opens transactions
                 cursor = connection.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
+
+            @sa.event.listens_for(engine, "begin")
+            def _begin_immediate(connection):
+                # Take the write lock when the transaction starts: a read-then-write never
+                # works from a stale snapshot, and waiting writers queue on busy_timeout.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             return engine
         return sa.create_engine(url, pool_pre_ping=True, connect_args=_connect_timeout(url))
 

@@ -2,7 +2,6 @@
 Grad-CAM map lines up with the full picture the user sees."""
 from __future__ import annotations
 
-import torch
 from torchvision import transforms as T
 
 from emotion_core.model import IMAGENET_MEAN, IMAGENET_STD
@@ -24,8 +23,3 @@ def train_transform(input_size: int) -> T.Compose:
         T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 
-
-def denormalise(batch: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (batch * std + mean).clamp(0, 1)

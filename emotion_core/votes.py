@@ -13,8 +13,8 @@ AGREEMENT_LEVELS = (UNANIMOUS, NON_UNANIMOUS, STRONGLY_DIVIDED, NO_VOTES)
 
 def agreement(agree: pd.Series, disagree: pd.Series) -> pd.Series:
     """agree / (agree + disagree); NaN where there are no votes."""
-    agree = pd.to_numeric(agree, errors="coerce").astype("float64")
-    total = agree + pd.to_numeric(disagree, errors="coerce").astype("float64")
+    agree = _as_float(agree)
+    total = agree + _as_float(disagree)
     return (agree / total.where(total > 0)).astype("float64")
 
 
@@ -23,19 +23,13 @@ def agreement_level(agree: pd.Series, disagree: pd.Series) -> pd.Series:
 
     strongly divided: agree - disagree <= 1 (3 vs 2 of 5); unanimous: disagree == 0.
     """
-    a = pd.to_numeric(agree, errors="coerce")
-    d = pd.to_numeric(disagree, errors="coerce")
+    a = _as_float(agree)
+    d = _as_float(disagree)
     level = np.where(d == 0, UNANIMOUS, np.where(a - d <= 1, STRONGLY_DIVIDED, NON_UNANIMOUS))
     level = np.where(a.isna() | d.isna(), NO_VOTES, level)
     return pd.Series(level, index=agree.index, dtype="object")
 
 
-def vote_flags(frame: pd.DataFrame) -> pd.DataFrame:
-    """Boolean columns non_unanimous / strongly_divided (False where votes are missing)."""
-    a = pd.to_numeric(frame["agree"], errors="coerce")
-    d = pd.to_numeric(frame["disagree"], errors="coerce")
-    has_votes = a.notna() & d.notna()
-    return pd.DataFrame({
-        "non_unanimous": (has_votes & (d > 0)).to_numpy(dtype=bool),
-        "strongly_divided": (has_votes & (a - d <= 1)).to_numpy(dtype=bool),
-    }, index=frame.index)
+def _as_float(values: pd.Series) -> pd.Series:
+    """Nullable integer votes as floats: a missing vote becomes NaN, never pd.NA."""
+    return pd.to_numeric(values, errors="coerce").astype("float64")

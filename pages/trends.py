@@ -68,3 +68,6 @@ every.download_button("All cells: Markdown", markdown_report(predictions, featur
                       file_name="emolens_trends.md", mime="text/markdown")
 every.download_button("All cells: CSV", cells_csv(predictions, features, cells).to_csv(index=False),
                       file_name="emolens_trends.csv", mime="text/csv")
+every.download_button("Discovery, all cells: CSV", discovered.to_csv(index=False),
+                      file_name="emolens_discovery.csv", mime="text/csv",
+                      help="Every test of every cell with its Benjamini-Hochberg q-value")

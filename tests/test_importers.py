@@ -27,12 +27,15 @@ def fi_tree(tmp_path):
         f"5,{url.format('big')},2,5",     # 7 voters: agreement 5/7 read as it is
         f"6,{url.format('gone')},0,5",    # image missing: skipped
     ])
-    write_votes(votes, "sadness_2.csv", [f"7,{url.format('dup')},0,5", f"8,{url.format('broken')},0,3"])
+    write_votes(votes, "sadness_2.csv", [f"7,{url.format('dup')},0,5", f"8,{url.format('broken')},0,3",
+                                         f"11,{url.format('cut')},1,4"])
     write_votes(votes, "fear_1.csv", [f"9,{url.format('tie')},1,4", f"10,{url.format('grey')},0,4"])
     for emotion, name in [("anger", "a1"), ("anger", "a2"), ("anger", "big"), ("sadness", "dup"),
                           ("anger", "dup"), ("anger", "tie"), ("fear", "tie")]:
-        save_noise_image(images / emotion / f"{name}.jpg", seed=hash(name) % 1000)
-    (images / "sadness" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        save_noise_image(images / emotion / f"{name}.jpg", seed=len(name) * 7 + ord(name[0]))
+    (images / "sadness" / "broken.jpg").write_bytes(b"<html>photo gone</html>")
+    full = (images / "anger" / "a1.jpg").read_bytes()
+    (images / "sadness" / "cut.jpg").write_bytes(full[: len(full) // 2])
     Image.new("RGB", (500, 374), (238, 238, 238)).save(images / "fear" / "grey.jpg".replace(".jpg", ".png"))
     (images / "fear" / "grey.png").rename(images / "fear" / "grey.jpg")
     return votes, images
@@ -51,7 +54,7 @@ def test_fi_rules(fi_tree):
     assert summary["ambiguous"] == [{"url": "http://farm.example/tie.jpg", "labels": ["anger", "fear"],
                                      "agree": 4, "disagree": 1}]
     assert summary["per_class"]["anger"]["skipped"] == {"missing": 1}
-    assert summary["per_class"]["sadness"]["skipped"] == {"unreadable": 1}
+    assert summary["per_class"]["sadness"]["skipped"] == {"unreadable": 1, "truncated": 1}
     assert summary["per_class"]["fear"]["skipped"] == {"placeholder": 1}
 
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -102,7 +103,7 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     schedule.write_text("- {trainable: [all], lr: 1.0e-3, epochs: 2}\n")
     common = ["--dataset", str(tiny_dataset), "--arch", "vgg_small", "--input-size", "32", "--no-pretrained",
               "--no-batch-norm", "--dropout", "0", "--no-augment", "--batch-size", "8", "--workers", "0",
-              "--device", "cpu", "--no-evaluate", "--schedule", str(schedule), "--seed", "3"]
+              "--device", "cpu", "--eval-split", "dev", "--schedule", str(schedule), "--seed", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "training.train", *common, "--out", str(tmp_path / "one")],
                    check=True, cwd=ROOT, env=env, capture_output=True)
@@ -114,6 +115,16 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5, msg=key)
     assert read_checkpoint(tmp_path / "two" / "last.pt")["epoch"] == 2
+    # the final evaluation is sharded over both processes and gathered in manifest order
+    one_pred = pd.read_parquet(tmp_path / "one" / "predictions.parquet")
+    two_pred = pd.read_parquet(tmp_path / "two" / "predictions.parquet")
+    assert two_pred["image_id"].tolist() == one_pred["image_id"].tolist()
+    probabilities = [c for c in one_pred.columns if c.startswith("p_")]
+    np.testing.assert_allclose(two_pred[probabilities], one_pred[probabilities], atol=1e-4)
+    assert two_pred["cam_index"].tolist() == list(range(len(two_pred)))
+    np.testing.assert_allclose(np.load(tmp_path / "two" / "cams.npy").astype(float),
+                               np.load(tmp_path / "one" / "cams.npy").astype(float), atol=5e-3)
+    assert len(pd.read_parquet(tmp_path / "two" / "attributes.parquet")) == len(two_pred)
 
 
 def test_dataset_without_dev_split_is_refused(tmp_path, tiny_dataset):
@@ -149,3 +160,45 @@ def test_search_writes_its_table(tiny_dataset, tmp_path):
     grid.write_text("- {fc: '8', learning_rate: 1.0e-3}\n")
     with pytest.raises(ValueError, match="config 1: unknown key 'learning_rate'"):
         load_configs(grid)
+
+
+def test_search_paper_schedule_uses_the_config_lr_for_the_head():
+    from training.search import stages_for
+
+    config = small_config(Path("."), Path("."))
+    stages = stages_for({"fc": "8", "lr": 3e-4, "dropout": 0.5}, "paper", 2, config)
+    assert [s.lr for s in stages] == [3e-4, 1e-5, 1e-6, 1e-6, 1e-6, 1e-6]
+    with pytest.raises(ValueError, match="valid: head, paper"):
+        stages_for({"fc": "8", "lr": 3e-4, "dropout": 0.5}, "fast", 2, config)
+
+
+def test_balanced_sampler_and_class_weights():
+    from training.sampling import GlobalBatchSampler
+    from training.train import _class_weights
+
+    labels = [0] * 90 + [1] * 10
+    order = GlobalBatchSampler(labels, 10, seed=0, balanced=True).global_order()
+    share_of_rare = float(np.isin(order.numpy(), np.arange(90, 100)).mean())
+    assert 0.35 < share_of_rare < 0.65  # about half, against 10% without balancing
+    plain = GlobalBatchSampler(labels, 10, seed=0).global_order()
+    assert sorted(plain.tolist()) == list(range(100))
+    weights = _class_weights(pd.DataFrame({"label_idx": labels}), torch.device("cpu"))
+    assert weights[1] / weights[0] == pytest.approx(9.0)
+
+
+def test_ranks_split_every_global_batch():
+    from training.sampling import GlobalBatchSampler
+
+    labels = list(range(8)) * 4
+    single = list(GlobalBatchSampler(labels, 8, seed=1))
+    ranks = [list(GlobalBatchSampler(labels, 8, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    for whole, part0, part1 in zip(single, *ranks):
+        assert sorted(part0 + part1) == sorted(whole) and len(part0) == len(part1) == 4
+
+
+def test_shipped_schedule_and_grid_files_match_the_paper():
+    from training.search import load_configs
+
+    model = build_model(ModelConfig(pretrained=False, input_size=64))
+    assert load_schedule(ROOT / "assets" / "paper_schedule.yaml") == paper_schedule(model, epochs=3)
+    assert len(load_configs(ROOT / "assets" / "paper_grid.yaml")) == 7

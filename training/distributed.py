@@ -49,3 +49,14 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_to_main(info: DistInfo):
+    """A gather for evaluate_run: every rank's object, in rank order, on rank 0."""
+    def gather(obj):
+        if not info.enabled:
+            return [obj]
+        parts = [None] * info.world_size if info.is_main else None
+        dist.gather_object(obj, parts, dst=0)
+        return parts
+    return gather

@@ -3,8 +3,8 @@
   python -m training.search --dataset workspace/datasets/fi --out workspace/search
   python -m training.search --dataset ... --out ... --configs my_grid.yaml
 
-Each config trains the head-only stage (the paper's search setting) for --epochs epochs
-through the one training loop; the results table (train accuracy, dev accuracy, FC layers,
+Each config trains through the one training loop, the head alone (--schedule head) or the
+paper's staged unfreezing (--schedule paper); the results table (train accuracy, dev accuracy, FC layers,
 learning rate, dropout, parameters) is written as results.csv and results.md.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 from emotion_core.fileio import write_csv, write_text
 from emotion_core.model import build_model
 from training.cli import run_main
-from training.schedule import Stage
+from training.schedule import Stage, paper_schedule
 from training.train import TrainConfig, train
 
 PAPER_GRID = {"fc": ["8", "8x8", "16x8"], "lr": [1e-4, 1e-5, 1e-6], "dropout": [0.4, 0.5, 0.6]}
@@ -50,13 +50,25 @@ def run_name(config: dict) -> str:
     return f"fc{config['fc']}_lr{config['lr']:g}_do{config['dropout']:g}"
 
 
-def search(base: TrainConfig, configs: list[dict], out: Path, epochs: int) -> pd.DataFrame:
+def stages_for(config: dict, schedule: str, epochs: int, run_config: TrainConfig) -> list[Stage]:
+    """'head': the head alone at the config's lr; 'paper': the paper's whole schedule with
+    the config's lr for the head stage (the other stages keep the paper's rates)."""
+    if schedule == "head":
+        return [Stage("head", ["head"], config["lr"], epochs)]
+    if schedule != "paper":
+        raise ValueError(f"unknown search schedule {schedule!r}; valid: head, paper")
+    stages = paper_schedule(build_model(replace(run_config, pretrained=False).model_config()), epochs)
+    stages[0] = replace(stages[0], lr=config["lr"])
+    return stages
+
+
+def search(base: TrainConfig, configs: list[dict], out: Path, epochs: int, schedule: str = "head") -> pd.DataFrame:
     rows = []
     for number, config in enumerate(configs, start=1):
         run_config = replace(base, out=str(out / run_name(config)), fc=config["fc"], dropout=config["dropout"],
                              evaluate=False)
         print(f"[{number}/{len(configs)}] {run_name(config)}")
-        train(run_config, [Stage("head", ["head"], config["lr"], epochs)])
+        train(run_config, stages_for(config, schedule, epochs, run_config))
         history = pd.read_csv(Path(run_config.out) / "history.csv")
         best = history.loc[history["dev_acc"].idxmax()]
         parameters = sum(p.numel() for p in build_model(replace(run_config, pretrained=False).model_config()).parameters())
@@ -85,7 +97,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="dataset dir with train and dev splits")
     parser.add_argument("--out", required=True, help="folder for one run dir per config and the results table")
     parser.add_argument("--configs", default=None, help="YAML/JSON list of {fc, lr, dropout}; default: the paper's 27-config grid")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per config (default 3)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per config, or per stage with --schedule paper (default 3)")
+    parser.add_argument("--schedule", default="head", choices=["head", "paper"],
+                        help="head: train the head alone (fast, the default); paper: the paper's staged unfreezing")
     parser.add_argument("--arch", default="vgg19", choices=["vgg19", "vgg_small"], help="architecture (default vgg19)")
     parser.add_argument("--input-size", type=int, default=224, help="input size (default 224)")
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random initial weights")
@@ -101,7 +115,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     base = TrainConfig(dataset=args.dataset, out="", arch=args.arch, input_size=args.input_size,
                        pretrained=args.pretrained, batch_size=args.batch_size, workers=args.workers,
                        device=args.device, seed=args.seed)
-    table = search(base, configs, Path(args.out), args.epochs)
+    table = search(base, configs, Path(args.out), args.epochs, args.schedule)
     print(to_markdown(table))
     return table
 

@@ -35,7 +35,7 @@ from emotion_core.labels import EMOTIONS
 from emotion_core.model import ModelConfig, build_model, parameters_in_groups, read_checkpoint, save_checkpoint
 from emotion_core.transforms import eval_transform, train_transform
 from training.cli import run_main
-from training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from training.distributed import DistInfo, all_reduce_sum, barrier, gather_to_main, init_distributed, shutdown
 from training.sampling import GlobalBatchSampler
 from training.schedule import Stage, check_schedule, load_schedule, paper_schedule, schedule_to_dicts
 
@@ -219,10 +219,12 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     result = {"best_dev_acc": state.best_dev_acc, "epochs": state.global_epoch, "out": str(out)}
     if dist_info.is_main:
         write_json(out / "run.json", meta)
-        if config.evaluate:
-            metrics = evaluate_run(out, config.dataset, splits=tuple(config.eval_split.split(",")),
-                                   batch_size=config.batch_size, workers=min(config.workers, 2),
-                                   device=str(device))
+    if config.evaluate:  # sharded over the processes, gathered and written by rank 0
+        metrics = evaluate_run(out, config.dataset, splits=tuple(config.eval_split.split(",")),
+                               batch_size=max(1, config.batch_size // dist_info.world_size),
+                               workers=min(config.workers, 2), device=str(device),
+                               shard=(dist_info.rank, dist_info.world_size), gather=gather_to_main(dist_info))
+        if metrics is not None:
             result["metrics"] = metrics["splits"]
     return result
 

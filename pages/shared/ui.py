@@ -27,6 +27,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from training.demo import DEMO_NOTE, demo_building
 
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
+DATASET = "dataset"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TRUE_BOX, PRED_BOX = "cell_true", "cell_pred"  # widget keys; TRUE / PRED hold the choice across pages
 
@@ -216,7 +217,15 @@ def ensure_a_run() -> None:
 def run_picker() -> None:
     """Sidebar run and split pickers; the choice lives in plain session keys (which,
     unlike widget keys, survive page switches) and in the URL."""
-    runs = available_runs()
+    every_run = available_runs()
+    datasets = sorted({dataset_key(r) for r in every_run})
+    if st.session_state.get(DATASET) not in datasets:
+        linked = next((r for r in every_run if r.name == st.query_params.get("run")), None) or current_run()
+        st.session_state[DATASET] = dataset_key(linked) if linked else datasets[0]
+    st.session_state[DATASET] = st.sidebar.selectbox(
+        "Dataset", datasets, index=datasets.index(st.session_state[DATASET]), key="dataset_picker",
+        help="Runs are listed for the dataset they were evaluated on")
+    runs = [r for r in every_run if dataset_key(r) == st.session_state[DATASET]]
     names = [r.name for r in runs]
     if st.session_state.get(RUN) not in names:
         wanted = st.query_params.get("run")
