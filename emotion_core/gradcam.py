@@ -1,7 +1,7 @@
 """Grad-CAM on the last conv layer with captum, sharing one trunk forward pass.
 
-The model is split at its last conv layer: the trunk (all convs up to it, the expensive
-part) runs once under no_grad; captum's LayerGradCam then runs only the tail (pooling
+The model is split after its last conv layer's rectified output (see model.cam_layer):
+the trunk (all convs, the expensive part) runs once under no_grad; captum's LayerGradCam then runs only the tail (pooling
 and head) once per target, so Grad-CAM for two classes costs little over prediction.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from captum.attr import LayerGradCam
 from torch import nn
 from torchvision.models import VGG
 
-from emotion_core.model import last_conv_layer
+from emotion_core.model import cam_layer
 
 
 class _Tail(nn.Module):
@@ -36,8 +36,7 @@ class GradCam:
     """Build once per model; call with activations and per-image target classes."""
 
     def __init__(self, model: VGG):
-        conv = last_conv_layer(model)
-        cut = list(model.features).index(conv) + 1
+        cut = list(model.features).index(cam_layer(model)) + 1
         self.trunk = model.features[:cut]
         self.tail = _Tail(model, cut)
         self._cam = LayerGradCam(self.tail, self.tail.conv_output)

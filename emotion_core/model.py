@@ -106,8 +106,22 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
 
 
 def last_conv_layer(model: VGG) -> nn.Conv2d:
-    """The layer Grad-CAM looks at: the last Conv2d of the feature stack."""
+    """The last Conv2d of the feature stack."""
     return [m for m in model.features if isinstance(m, nn.Conv2d)][-1]
+
+
+def cam_layer(model: VGG) -> nn.Module:
+    """Where Grad-CAM looks: the last conv layer's rectified feature maps (the ReLU after
+    conv5_4, after its batch norm where there is one), as in the Grad-CAM paper. The raw
+    conv output before batch norm can flip sign per channel and zero out the map."""
+    layers = list(model.features)
+    position = layers.index(last_conv_layer(model))
+    for module in layers[position + 1:]:
+        if isinstance(module, nn.ReLU):
+            return module
+        if not isinstance(module, nn.BatchNorm2d):
+            break
+    return layers[position]
 
 
 def conv_layer_names(model: VGG) -> dict[str, list[str]]:

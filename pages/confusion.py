@@ -17,7 +17,10 @@ predictions = ui.predictions(run)
 st.title("Confusion matrix")
 
 ui.ensure_cell(predictions)
+if "matrix_view" not in st.session_state and st.query_params.get("matrix") in MATRIX_VIEWS:
+    st.session_state["matrix_view"] = st.query_params["matrix"]  # a shared link opens the same view
 view = st.radio("View", MATRIX_VIEWS, horizontal=True, key="matrix_view")
+ui.sync_query_params(matrix=view)
 values = matrix(predictions, view)
 selected = (st.session_state[ui.TRUE], st.session_state[ui.PRED])
 event = st.plotly_chart(confusion_figure(values, matrix(predictions), normalised=view != "counts", selected=selected),

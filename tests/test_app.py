@@ -194,3 +194,15 @@ def test_empty_workspace_builds_the_demo_with_progress(tmp_path, monkeypatch):
     assert {m.label for m in at.metric} >= {"Accuracy", "Images"}
     assert (tmp_path / "runs" / "demo" / "metrics.json").exists()
     assert "demo ready" in (tmp_path / ".demo-progress.json").read_text()
+
+
+def test_a_shared_link_opens_the_same_cell_and_view(demo_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"run": "demo", "split": "dev", "true": "sadness", "pred": "contentment",
+                            "matrix": "row-normalised"})
+    at.run()
+    at.switch_page("pages/confusion.py").run()
+    assert not at.exception
+    assert at.selectbox(key="split_picker").value == "dev"
+    assert at.radio(key="matrix_view").value == "row-normalised"
+    assert at.subheader[0].value.startswith("Sadness → Contentment: ")

@@ -5,7 +5,7 @@ from torch import nn
 from torchvision.models import VGG
 
 from emotion_core.gradcam import GradCam, normalise_maps
-from emotion_core.model import ModelConfig, build_model, last_conv_layer
+from emotion_core.model import ModelConfig, build_model, cam_layer
 from emotion_core.predict import Predictor
 
 
@@ -40,9 +40,23 @@ def test_shared_pass_equals_captum_on_the_whole_model():
     model = build_model(ModelConfig(arch="vgg_small", input_size=64)).eval()
     images, labels = torch.randn(3, 3, 64, 64), torch.tensor([1, 4, 7])
     result = Predictor(model, 64).evaluate_batch(images, labels)
-    reference = LayerGradCam(model, last_conv_layer(model))
+    reference = LayerGradCam(model, cam_layer(model))
     for column, targets in ((0, torch.as_tensor(result.predicted)), (1, labels)):
         maps = reference.attribute(images, target=targets, relu_attributions=True).detach()[:, 0]
         np.testing.assert_allclose(result.cams[:, column], normalise_maps(maps).numpy(), atol=2e-3)
     with torch.no_grad():
         np.testing.assert_allclose(result.probabilities, torch.softmax(model(images), 1).numpy(), atol=1e-5)
+
+
+def test_cam_layer_is_the_rectified_last_conv():
+    small = build_model(ModelConfig(arch="vgg_small", input_size=64))
+    assert list(small.features).index(cam_layer(small)) == 14  # conv 12 -> batch norm 13 -> ReLU 14
+    vgg19 = build_model(ModelConfig(pretrained=False, input_size=64))
+    assert list(vgg19.features).index(cam_layer(vgg19)) == 35  # conv5_4 (34) -> ReLU (35)
+    assert isinstance(cam_layer(tiny_vgg()), nn.Conv2d)  # no ReLU after it: the conv itself
+
+
+def test_most_demo_maps_are_not_empty(demo_workspace):
+    cams = np.load(demo_workspace / "runs" / "demo" / "cams.npy").astype(np.float32)
+    empty = (cams.reshape(len(cams), 2, -1).max(axis=2) == 0).mean()
+    assert empty < 0.2

@@ -126,7 +126,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(args: argparse.Namespace) -> dict:
-    return train(config_from_args(args))
+    result = train(config_from_args(args))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary_line(result, args.out))
+    return result
+
+
+def summary_line(result: dict, out: str) -> str:
+    if result.get("stopped"):
+        done = result["state"]["global_epoch"]
+        return f"stopped after epoch {done} as asked; continue with the same command plus --resume ({out})"
+    line = f"best dev accuracy {result['best_dev_acc']:.1%} over {result['epochs']} epochs"
+    for split, metrics in result.get("metrics", {}).items():
+        line += f"; {split} accuracy {metrics['accuracy']:.1%}"
+    return f"{line}. Run dir: {out}"
 
 
 # ---- the training loop -------------------------------------------------------------------

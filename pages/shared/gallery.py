@@ -30,8 +30,10 @@ def attributes_text(attributes: pd.DataFrame | None, image_id: str) -> str:
         return ""
     row = attributes.loc[image_id]
     flags = [tag for column, tag in SUGGESTED_TAGS.items() if bool(row.get(column, False))]
+    concentration = row.get("cam_concentration")
+    focus = "n/a" if pd.isna(concentration) else f"{concentration:.0%}"
     return (f"auto: {', '.join(flags) or '—'} · brightness {row['brightness']:.2f} · "
-            f"colourfulness {row['colorfulness']:.0f} · CAM top-10% {row['cam_concentration']:.0%}")
+            f"colourfulness {row['colorfulness']:.0f} · CAM mass in top 10%: {focus}")
 
 
 def select_key(image_id: str) -> str:
