@@ -202,3 +202,16 @@ def test_shipped_schedule_and_grid_files_match_the_paper():
     model = build_model(ModelConfig(pretrained=False, input_size=64))
     assert load_schedule(ROOT / "assets" / "paper_schedule.yaml") == paper_schedule(model, epochs=3)
     assert len(load_configs(ROOT / "assets" / "paper_grid.yaml")) == 7
+
+
+def test_early_stopping_ends_a_stage_after_patience_epochs():
+    from training.train import TrainState, _advance
+
+    state, stage = TrainState(), Stage("head", ["head"], 1e-4, 5)
+    improved = [_advance(state, stage, acc, patience=2) for acc in (0.5, 0.6, 0.55, 0.58)]
+    assert improved == [True, True, False, False]
+    assert (state.stage, state.stage_epoch, state.global_epoch, state.best_dev_acc) == (1, 0, 4, 0.6)
+    no_patience = TrainState()
+    for acc in (0.5, 0.4, 0.3):
+        _advance(no_patience, stage, acc, patience=0)
+    assert (no_patience.stage, no_patience.stage_epoch) == (0, 3)

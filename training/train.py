@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -176,7 +177,7 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     optimizer_state = None
     if config.resume:
         state, history, optimizer_state = _load_last(out, model)
-    elif dist_info.is_main and (out / "last.pt").exists():
+    elif (out / "last.pt").exists():  # every rank checks, so none is left waiting for the others
         raise ValueError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     model.to(device)
     if config.channels_last:
@@ -185,7 +186,7 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     dev_loader = _dev_loader(config, dev_rows, dist_info, device)
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_rows, device) if config.class_weighted else None,
                                   reduction="none")
-    meta = _run_meta(config, stages, dist_info, device)
+    meta = _run_meta(config, stages, dist_info, device, previous=out / "run.json" if config.resume else None)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "run.json", meta)
@@ -208,18 +209,9 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
                                                        dist_info, f"{stage.name} {state.stage_epoch + 1}/{stage.epochs}")
             dev = _dev_epoch(model, dev_loader, loss_fn, config, device, dist_info)
             seconds = time.perf_counter() - started
-            state.stage_epoch += 1
-            state.global_epoch += 1
             epochs_this_call += 1
             history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen))
-            improved = dev["acc"] > state.best_dev_acc
-            state.best_dev_acc = max(state.best_dev_acc, dev["acc"])
-            state.stale_epochs = 0 if dev["acc"] > state.stage_best else state.stale_epochs + 1
-            state.stage_best = max(state.stage_best, dev["acc"])
-            if config.patience and state.stale_epochs >= config.patience:
-                state.stage_epoch = stage.epochs  # early stop: this stage is done
-            if state.stage_epoch >= stage.epochs:
-                state.stage, state.stage_epoch, state.stage_best, state.stale_epochs = state.stage + 1, 0, -1.0, 0
+            improved = _advance(state, stage, dev["acc"], config.patience)
             if dist_info.is_main:
                 _save_epoch(out, model, config, stage, state, optimizer, history, improved)
             barrier(dist_info)
@@ -240,6 +232,20 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
         if metrics is not None:
             result["metrics"] = metrics["splits"]
     return result
+
+
+def _advance(state: TrainState, stage: Stage, dev_acc: float, patience: int) -> bool:
+    """Count the finished epoch; move to the next stage when this one is done or has
+    stopped improving for `patience` epochs. True if dev accuracy is the best so far."""
+    state.stage_epoch += 1
+    state.global_epoch += 1
+    improved = dev_acc > state.best_dev_acc
+    state.best_dev_acc = max(state.best_dev_acc, dev_acc)
+    state.stale_epochs = 0 if dev_acc > state.stage_best else state.stale_epochs + 1
+    state.stage_best = max(state.stage_best, dev_acc)
+    if state.stage_epoch >= stage.epochs or (patience and state.stale_epochs >= patience):
+        state.stage, state.stage_epoch, state.stage_best, state.stale_epochs = state.stage + 1, 0, -1.0, 0
+    return improved
 
 
 def _wrap(model: nn.Module, config: TrainConfig, info: DistInfo, device: torch.device) -> nn.Module:
@@ -361,8 +367,9 @@ def _dev_epoch(model, loader, loss_fn, config, device, info) -> dict:
 
 
 def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, seconds, seen) -> dict:
+    """The row of the epoch just trained (state not yet advanced past it)."""
     row = {"stage": stage.name, "stage_index": state.stage,
-           "epoch": state.global_epoch, "lr": stage.lr, "train_loss": train_loss, "train_acc": train_acc,
+           "epoch": state.global_epoch + 1, "lr": stage.lr, "train_loss": train_loss, "train_acc": train_acc,
            "dev_loss": dev["loss"], "dev_acc": dev["acc"]}
     row.update({f"dev_recall_{e}": r for e, r in zip(EMOTIONS, dev["recall"])})
     row.update(seconds=seconds, images_per_s=seen / seconds if seconds else 0.0)
@@ -393,8 +400,11 @@ def _load_last(out: Path, model: nn.Module) -> tuple[TrainState, list[dict], dic
     return state, history[:state.global_epoch], payload.get("optimizer")
 
 
-def _run_meta(config: TrainConfig, stages: list[Stage], info: DistInfo, device: torch.device) -> dict:
+def _run_meta(config: TrainConfig, stages: list[Stage], info: DistInfo, device: torch.device,
+              previous: Path | None = None) -> dict:
+    """run.json; a resumed run keeps its first start time and lists each resumption."""
     manifest = Path(config.dataset) / "manifest.parquet"
+    earlier = json.loads(previous.read_text()) if previous and previous.exists() else {}
     return {
         "config": asdict(config),
         "schedule": schedule_to_dicts(stages),
@@ -404,7 +414,8 @@ def _run_meta(config: TrainConfig, stages: list[Stage], info: DistInfo, device: 
         "hardware": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                      "world_size": info.world_size, "cpu_count": os.cpu_count(),
                      "torch": torch.__version__, "python": sys.version.split()[0]},
-        "started": _now(),
+        "started": earlier.get("started", _now()),
+        "resumed": earlier.get("resumed", []) + ([_now()] if earlier else []),
     }
 
 
