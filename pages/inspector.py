@@ -44,11 +44,13 @@ with image_col:
     if target in (row["pred"], row["label"]):  # stored at evaluation time
         cam = ui.cams(run)[int(row["cam_index"]), 0 if target == row["pred"] else 1].astype(np.float32)
     else:
-        predictor = ui.predictor(run)
+        predictor, image = ui.predictor(run), ui.load_image_or_none(row["path"])
         cam = None
-        if predictor is not None:
+        if image is None:
+            st.warning(f"The image file cannot be read any more: {row['path']}")
+        elif predictor is not None:
             with st.spinner("Computing Grad-CAM…"):
-                _, cam = predictor.predict_with_cam(ui.load_image_or_none(row["path"]), EMOTIONS.index(target))
+                _, cam = predictor.predict_with_cam(image, EMOTIONS.index(target))
     left, right = st.columns(2)
     with left:
         ui.show_image(ui.thumbnail(run, row["path"]), caption="image")
