@@ -1,15 +1,30 @@
 import multiprocessing
+import os
 import sqlite3
 
 import pytest
 import sqlalchemy as sa
 
-from emotion_core.tags import PAPER_TAGS, SCHEMA_VERSION, TagStore, TagStoreError, images_with_all, suggestions
+from emotion_core.tags import (PAPER_TAGS, SCHEMA_VERSION, TagStore, TagStoreError, images_with_all, metadata,
+                               suggestions)
 
 
 @pytest.fixture
-def store(tmp_path) -> TagStore:
-    return TagStore(f"sqlite:///{tmp_path / 'tags.sqlite'}")
+def db_url(tmp_path) -> str:
+    """A SQLite file, or the database in EMOLENS_TEST_DB_URL (emptied first), e.g.
+    postgresql+psycopg://postgres@127.0.0.1:5432/emolens to run these tests on PostgreSQL."""
+    url = os.environ.get("EMOLENS_TEST_DB_URL")
+    if not url:
+        return f"sqlite:///{tmp_path / 'tags.sqlite'}"
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def store(db_url) -> TagStore:
+    return TagStore(db_url)
 
 
 def test_vocabulary_starts_with_the_papers_trends(store):
@@ -53,6 +68,8 @@ def test_unreachable_database_is_one_clear_error(tmp_path):
 
 
 def test_sqlite_runs_in_wal_mode(store):
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
@@ -88,8 +105,8 @@ def _tag_many(url: str, author: str, count: int) -> None:
         store.add("fi", [f"{author}-{i}", "shared"], "monochrome" if i % 2 else "graveyard", author)
 
 
-def test_two_processes_tagging_at_once_lose_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path / 'tags.sqlite'}"
+def test_two_processes_tagging_at_once_lose_nothing(db_url):
+    url = db_url
     TagStore(url)
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_tag_many, args=(url, name, 120)) for name in ("ann", "bob")]
