@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 

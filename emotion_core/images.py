@@ -55,7 +55,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                 return to_rgb(ImageOps.exif_transpose(image))
     except ImageLoadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageLoadError(f"{name}: image is over the limit of {max_pixels:,} pixels "
                              "(possible decompression bomb)", TOO_LARGE) from None
     except UnidentifiedImageError:

@@ -2,13 +2,21 @@
 import pandas as pd
 import streamlit as st
 
-from emotion_core.confusion import (MATRIX_VIEWS, SORT_KEYS, cell_from_selection, cell_rows, cell_summary,
-                                    filter_and_sort, matrix, page_of, summary_sentence)
+from emotion_core.confusion import (
+    MATRIX_VIEWS,
+    SORT_KEYS,
+    cell_from_selection,
+    cell_rows,
+    cell_summary,
+    filter_and_sort,
+    matrix,
+    page_of,
+    summary_sentence,
+)
 from emotion_core.plots import confusion_figure
 from emotion_core.tags import images_with_all, tags_by_image
 from emotion_core.votes import AGREEMENT_LEVELS
-from pages.shared import ui
-from pages.shared import gallery
+from pages.shared import gallery, ui
 
 PER_PAGE = 12
 ui.setup_if_run_directly()

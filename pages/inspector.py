@@ -5,8 +5,7 @@ import streamlit as st
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.plots import probability_bars
 from emotion_core.tags import suggestions
-from pages.shared import gallery
-from pages.shared import ui
+from pages.shared import gallery, ui
 
 ui.setup_if_run_directly()
 run = ui.require_run()

@@ -1,12 +1,19 @@
 """Trends: the paper's per-cell analysis (counts, shares, lift, Fisher p) and what stands out."""
-import pandas as pd
 import streamlit as st
 
 from emotion_core.attributes import compute_for_run
 from emotion_core.confusion import cell_rows, cell_summary, summary_sentence
 from emotion_core.labels import display_name
-from emotion_core.trends import (cell_paragraph, cell_trend_table, cells_csv, discover, error_cells,
-                                 image_features, markdown_report, standouts)
+from emotion_core.trends import (
+    cell_paragraph,
+    cell_trend_table,
+    cells_csv,
+    discover,
+    error_cells,
+    image_features,
+    markdown_report,
+    standouts,
+)
 from pages.shared import ui
 
 ui.setup_if_run_directly()

@@ -2,7 +2,6 @@
 Debian's Chromium (never a downloaded browser)."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket

@@ -2,8 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emotion_core.confusion import (accuracy_by_agreement, cell_from_selection, filter_and_sort, largest_confusion,
-                                    matrix, page_of, summary_sentence)
+from emotion_core.confusion import (
+    accuracy_by_agreement,
+    cell_from_selection,
+    filter_and_sort,
+    largest_confusion,
+    matrix,
+    page_of,
+    summary_sentence,
+)
 from emotion_core.votes import agreement, agreement_level
 
 

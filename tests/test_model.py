@@ -7,8 +7,14 @@ from torch import nn
 
 from emotion_core import model as model_module
 from emotion_core.labels import EMOTIONS
-from emotion_core.model import (CheckpointError, ModelConfig, WeightsUnavailableError, build_model,
-                                load_checkpoint, save_checkpoint)
+from emotion_core.model import (
+    CheckpointError,
+    ModelConfig,
+    WeightsUnavailableError,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 @pytest.mark.parametrize("spec, linear_sizes", [("8", [8]), ("8x8", [8, 8]), ("16x8", [16, 8])])

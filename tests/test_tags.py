@@ -5,8 +5,15 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from emotion_core.tags import (PAPER_TAGS, SCHEMA_VERSION, TagStore, TagStoreError, images_with_all, metadata,
-                               suggestions)
+from emotion_core.tags import (
+    PAPER_TAGS,
+    SCHEMA_VERSION,
+    TagStore,
+    TagStoreError,
+    images_with_all,
+    metadata,
+    suggestions,
+)
 
 
 @pytest.fixture

@@ -4,8 +4,16 @@ import pytest
 from scipy.stats import false_discovery_control, fisher_exact
 
 from emotion_core.attributes import read_attributes
-from emotion_core.trends import (benjamini_hochberg, cell_paragraph, cell_trend_table, cells_csv, discover,
-                                 image_features, markdown_report, standouts)
+from emotion_core.trends import (
+    benjamini_hochberg,
+    cell_paragraph,
+    cell_trend_table,
+    cells_csv,
+    discover,
+    image_features,
+    markdown_report,
+    standouts,
+)
 
 
 def test_benjamini_hochberg_worked_example():

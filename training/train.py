@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from emotion_core.dataset import ImageDataset, read_manifest, split_rows
 from emotion_core.evaluation import evaluate_run
-from emotion_core.fileio import atomic_path, write_csv, write_json
+from emotion_core.fileio import write_csv, write_json
 from emotion_core.labels import EMOTIONS
 from emotion_core.model import ModelConfig, build_model, parameters_in_groups, read_checkpoint, save_checkpoint
 from emotion_core.transforms import eval_transform, train_transform

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from emotion_core import runs
 from emotion_core.attributes import ATTRIBUTES_FILE, read_attributes
 from emotion_core.confusion import largest_confusion
-from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.images import ImageLoadError, load_image
+from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.model import CheckpointError, load_checkpoint
 from emotion_core.overlay import ImageCache
 from emotion_core.predict import Predictor
 from emotion_core.tags import TagStore, TagStoreError, default_url
 from emotion_core.workspace import runs_dir, workspace_dir
-from streamlit.runtime.pages_manager import PagesManager
 from training.demo import DEMO_NOTE, demo_building
 
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
