@@ -5,10 +5,10 @@ import logging
 
 import streamlit as st
 
-from pages.shared import ui
+from pages.shared import frame
 
 st.set_page_config(page_title="EmoLens", page_icon="🔍", layout="wide")
-ui.setup()
+frame.setup()
 pages = [
     st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
     st.Page("pages/confusion.py", title="Confusion matrix", icon="🟦", url_path="confusion"),

@@ -3,9 +3,9 @@ import streamlit as st
 
 from emotion_core.confusion import accuracy_by_agreement, accuracy_by_level, matrix, unanimous_only
 from emotion_core.plots import accuracy_by_agreement_figure, confusion_figure
-from pages.shared import ui
+from pages.shared import frame, ui
 
-ui.setup_if_run_directly()
+frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
 st.title("Vote agreement")

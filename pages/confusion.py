@@ -16,10 +16,10 @@ from emotion_core.confusion import (
 from emotion_core.plots import confusion_figure
 from emotion_core.tags import images_with_all, tags_by_image
 from emotion_core.votes import AGREEMENT_LEVELS
-from pages.shared import gallery, ui
+from pages.shared import frame, gallery, ui
 
 PER_PAGE = 12
-ui.setup_if_run_directly()
+frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
 st.title("Confusion matrix")

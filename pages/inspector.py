@@ -5,9 +5,9 @@ import streamlit as st
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.plots import probability_bars
 from emotion_core.tags import suggestions
-from pages.shared import gallery, ui
+from pages.shared import frame, gallery, ui
 
-ui.setup_if_run_directly()
+frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
 st.title("Image inspector")

@@ -6,10 +6,10 @@ from emotion_core.images import DEFAULT_MAX_PIXELS, ImageLoadError, describe_ima
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.overlay import overlay
 from emotion_core.plots import probability_bars
-from pages.shared import ui
+from pages.shared import frame, ui
 
 MAX_UPLOAD_MB = 50
-ui.setup_if_run_directly()
+frame.setup_if_run_directly()
 run = ui.require_run()
 st.title("Live prediction")
 st.caption(f"Model: run **{run.name}**. Uploads stay in memory; nothing is written to disk.")

@@ -4,9 +4,9 @@ import streamlit as st
 
 from emotion_core.plots import learning_curves, per_class_bars
 from emotion_core.report import paper_table
-from pages.shared import ui
+from pages.shared import frame, ui
 
-ui.setup_if_run_directly()
+frame.setup_if_run_directly()
 run = ui.require_run()
 metrics = ui.metrics(run)
 split = st.session_state[ui.SPLIT]

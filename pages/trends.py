@@ -14,9 +14,9 @@ from emotion_core.trends import (
     markdown_report,
     standouts,
 )
-from pages.shared import ui
+from pages.shared import frame, ui
 
-ui.setup_if_run_directly()
+frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
 st.title("Trends")

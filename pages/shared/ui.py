@@ -3,16 +3,11 @@
 Not a page (st.navigation lists only the pages named in app.py)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
 from emotion_core import runs
 from emotion_core.attributes import ATTRIBUTES_FILE, read_attributes
@@ -23,12 +18,10 @@ from emotion_core.model import CheckpointError, load_checkpoint
 from emotion_core.overlay import ImageCache
 from emotion_core.predict import Predictor
 from emotion_core.tags import TagStore, TagStoreError, default_url
-from emotion_core.workspace import runs_dir, workspace_dir
-from training.demo import DEMO_NOTE, demo_building
+from emotion_core.workspace import runs_dir
 
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
 DATASET = "dataset"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TRUE_BOX, PRED_BOX = "cell_true", "cell_pred"  # widget keys; TRUE / PRED hold the choice across pages
 
 
@@ -177,88 +170,6 @@ def sync_query_params(**values: str | None) -> None:
             st.query_params.pop(key, None)
         elif st.query_params.get(key) != value:
             st.query_params[key] = value
-
-
-# ---- the app's common frame ---------------------------------------------------------------
-
-def ensure_a_run() -> None:
-    """Build the synthetic demo when the workspace holds no evaluated run.
-
-    The build runs in its own process (python -m training.demo), so closing or reloading
-    the page does not stop it; every session follows its progress file."""
-    if available_runs():
-        return
-    home = workspace_dir()
-    progress_file, log_file = home / ".demo-progress.json", home / ".demo-build.log"
-    process = None
-    with st.status("Building the built-in demo (synthetic data, about a minute)…", expanded=True) as status:
-        st.write(f"Workspace: `{home}`. {DEMO_NOTE}.")
-        bar = st.progress(0.0, text="starting")
-        if not demo_building():
-            home.mkdir(parents=True, exist_ok=True)
-            progress_file.unlink(missing_ok=True)
-            with open(log_file, "w") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "training.demo", "--reuse", "--progress-file", str(progress_file)],
-                    cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    env={**os.environ, "EMOLENS_HOME": str(home)})
-        while (process is not None and process.poll() is None) or demo_building():
-            state = runs.read_json(progress_file)
-            bar.progress(min(max(float(state.get("fraction", 0.0)), 0.0), 1.0), text=state.get("text", "starting"))
-            time.sleep(0.5)
-        if not available_runs():
-            lines = log_file.read_text().strip().splitlines() if log_file.exists() else []
-            status.update(label="Building the demo failed", state="error")
-            st.error(f"The demo could not be built: {lines[-1] if lines else 'no output'} (log: {log_file})")
-            st.stop()
-        status.update(label="Demo ready", state="complete", expanded=False)
-
-
-def run_picker() -> None:
-    """Sidebar run and split pickers; the choice lives in plain session keys (which,
-    unlike widget keys, survive page switches) and in the URL."""
-    every_run = available_runs()
-    datasets = sorted({dataset_key(r) for r in every_run})
-    if st.session_state.get(DATASET) not in datasets:
-        linked = next((r for r in every_run if r.name == st.query_params.get("run")), None) or current_run()
-        st.session_state[DATASET] = dataset_key(linked) if linked else datasets[0]
-    st.session_state[DATASET] = st.sidebar.selectbox(
-        "Dataset", datasets, index=datasets.index(st.session_state[DATASET]), key="dataset_picker",
-        help="Runs are listed for the dataset they were evaluated on")
-    runs = [r for r in every_run if dataset_key(r) == st.session_state[DATASET]]
-    names = [r.name for r in runs]
-    if st.session_state.get(RUN) not in names:
-        wanted = st.query_params.get("run")
-        st.session_state[RUN] = wanted if wanted in names else names[0]
-    labels = {r.name: f"{r.name} (synthetic demo)" if r.is_demo else r.name for r in runs}
-    st.session_state[RUN] = st.sidebar.selectbox("Run", names, index=names.index(st.session_state[RUN]),
-                                                 format_func=labels.get, key="run_picker",
-                                                 help="Every evaluated run dir in the workspace")
-    splits = list(metrics(current_run()).get("splits", {})) or ["test"]
-    if st.session_state.get(SPLIT) not in splits:
-        wanted = st.query_params.get("split")
-        st.session_state[SPLIT] = wanted if wanted in splits else ("test" if "test" in splits else splits[0])
-    st.session_state[SPLIT] = st.sidebar.selectbox("Split", splits, index=splits.index(st.session_state[SPLIT]),
-                                                   key="split_picker",
-                                                   help="The evaluated split shown on every page")
-    sync_query_params(run=st.session_state[RUN], split=st.session_state[SPLIT])
-    st.session_state[AUTHOR] = st.sidebar.text_input(
-        "Your name (for tags)", value=st.session_state.get(AUTHOR, os.environ.get("USER", "")),
-        key="author_input", max_chars=100, help="Every tag records its author and time")
-
-
-def setup() -> None:
-    """What app.py does before any page: the demo if needed, the run and split pickers."""
-    ensure_a_run()
-    run_picker()
-
-
-def setup_if_run_directly() -> None:
-    """Pages call this first. Streamlit runs a pages/ script on its own (its legacy
-    pages-folder mode) for a deep link that arrives before app.py has registered
-    st.navigation in this process; then the app's frame must be set up here."""
-    if PagesManager.uses_pages_directory:
-        setup()
 
 
 def ensure_cell(predictions: pd.DataFrame) -> None:
