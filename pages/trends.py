@@ -8,7 +8,6 @@ from emotion_core.trends import (
     cell_paragraph,
     cell_trend_table,
     cells_csv,
-    discover,
     error_cells,
     image_features,
     markdown_report,
@@ -52,7 +51,7 @@ st.markdown(cell_paragraph(predictions, features, true, pred, table))
 
 st.subheader("What stands out in this cell")
 min_images = st.number_input("Cells tested: at least this many images", 2, 50, 3, key="min_images")
-discovered = discover(predictions, features, attributes, min_images=int(min_images))
+discovered = ui.discovery(run, tags, int(min_images))
 found = standouts(discovered, true, pred)
 if len(rows) < min_images:
     st.info(f"This cell has fewer than {min_images} images; it is not tested.")

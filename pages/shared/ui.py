@@ -18,6 +18,7 @@ from emotion_core.model import CheckpointError, load_checkpoint
 from emotion_core.overlay import ImageCache
 from emotion_core.predict import Predictor
 from emotion_core.tags import TagStore, TagStoreError, default_url
+from emotion_core.trends import discover, image_features
 from emotion_core.workspace import runs_dir
 
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
@@ -58,6 +59,21 @@ def _tag_store(url: str) -> TagStore:
 @st.cache_data(show_spinner=False)
 def _attributes(run_path: str, mtime: float) -> pd.DataFrame | None:
     return read_attributes(run_path)
+
+
+@st.cache_data(show_spinner="Testing every confusion…", max_entries=16)
+def _discovery(run_path: str, mtimes: tuple[float, float], split: str, tags: pd.DataFrame | None,
+               min_images: int) -> pd.DataFrame:
+    table = runs.load_predictions(run_path)
+    table = table[table["split"] == split] if split in set(table["split"]) else table
+    attributes = read_attributes(run_path)
+    return discover(table, image_features(table, attributes, tags), attributes, min_images=min_images)
+
+
+def discovery(run: runs.RunInfo, tags: pd.DataFrame | None, min_images: int) -> pd.DataFrame:
+    """Trend discovery over every cell, computed once per run, split, tag set and threshold."""
+    mtimes = (_mtime(run.path / "predictions.parquet"), _mtime(run.path / ATTRIBUTES_FILE))
+    return _discovery(str(run.path), mtimes, st.session_state.get(SPLIT, ""), tags, min_images)
 
 
 def tag_store() -> TagStore | None:
