@@ -7,7 +7,7 @@ from pathlib import Path
 
 def workspace_dir() -> Path:
     """$EMOLENS_HOME, default ./workspace."""
-    return Path(os.environ.get("EMOLENS_HOME", "workspace")).resolve()
+    return Path(os.environ.get("EMOLENS_HOME") or "workspace").resolve()
 
 
 def datasets_dir() -> Path:
