@@ -8,7 +8,6 @@ import streamlit as st
 from pages.shared import frame
 
 st.set_page_config(page_title="EmoLens", page_icon="🔍", layout="wide")
-frame.setup()
 pages = [
     st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
     st.Page("pages/confusion.py", title="Confusion matrix", icon="🟦", url_path="confusion"),
@@ -17,8 +16,10 @@ pages = [
     st.Page("pages/agreement.py", title="Vote agreement", icon="🗳️", url_path="agreement"),
     st.Page("pages/live.py", title="Live prediction", icon="📤", url_path="live"),
 ]
+page = st.navigation(pages)  # first: it also ends Streamlit's legacy pages/ folder mode
+frame.setup()
 try:
-    st.navigation(pages).run()
+    page.run()
 except Exception as err:  # the last guard: one line on the page, the traceback in the server log
     logging.getLogger("emolens").exception("page failed")
     st.error(f"This page hit an unexpected error ({type(err).__name__}: {str(err)[:200]}); "
