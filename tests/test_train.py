@@ -215,3 +215,35 @@ def test_early_stopping_ends_a_stage_after_patience_epochs():
     for acc in (0.5, 0.4, 0.3):
         _advance(no_patience, stage, acc, patience=0)
     assert (no_patience.stage, no_patience.stage_epoch) == (0, 3)
+
+
+def test_resume_after_a_real_kill(tiny_dataset, tmp_path):
+    """SIGKILL in the middle of training, then --resume: same weights as a run never killed."""
+    import signal
+    import time
+
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("- {trainable: [head], lr: 1.0e-3, epochs: 3}\n- {trainable: [all], lr: 1.0e-3, epochs: 3}\n")
+    args = [sys.executable, "-m", "training.train", "--dataset", str(tiny_dataset), "--arch", "vgg_small",
+            "--input-size", "32", "--no-pretrained", "--batch-size", "8", "--workers", "0", "--device", "cpu",
+            "--no-evaluate", "--schedule", str(schedule), "--seed", "9"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run(args + ["--out", str(tmp_path / "straight")], check=True, cwd=ROOT, env=env, capture_output=True)
+    victim = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert last.exists(), "training never finished an epoch"
+    epochs_before = read_checkpoint(last)["train_state"]["global_epoch"]
+    subprocess.run(args + ["--out", str(tmp_path / "killed"), "--resume"], check=True, cwd=ROOT, env=env,
+                   capture_output=True)
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = read_checkpoint(last)
+    assert resumed["train_state"]["global_epoch"] == 6 and epochs_before < 6
+    for key in straight["state_dict"]:
+        torch.testing.assert_close(straight["state_dict"][key], resumed["state_dict"][key], msg=key)
+    assert pd.read_csv(tmp_path / "killed" / "history.csv")["epoch"].tolist() == [1, 2, 3, 4, 5, 6]

@@ -381,10 +381,11 @@ def _save_epoch(out: Path, model, config: TrainConfig, stage: Stage, state: Trai
     extra = {"train_config": asdict(config), "stage": stage.name, "epoch": state.global_epoch}
     if improved:
         save_checkpoint(out / "checkpoint.pt", model, config.model_config(), dev_acc=state.best_dev_acc, **extra)
-    # last.pt also carries what --resume needs: optimizer, counters, the RNG state of dropout.
+    # last.pt also carries what --resume needs: optimizer, counters, the RNG state of dropout,
+    # and the history itself (a kill between two files cannot leave them disagreeing).
     save_checkpoint(out / "last.pt", model, config.model_config(), train_state=asdict(state),
                     optimizer=optimizer.state_dict() if state.stage_epoch else None,
-                    rng=torch.get_rng_state(), **extra)
+                    rng=torch.get_rng_state(), history=history, **extra)
     write_csv(out / "history.csv", pd.DataFrame(history))
 
 
@@ -396,8 +397,7 @@ def _load_last(out: Path, model: nn.Module) -> tuple[TrainState, list[dict], dic
     model.load_state_dict(payload["state_dict"])
     torch.set_rng_state(payload["rng"])
     state = TrainState(**payload["train_state"])
-    history = pd.read_csv(out / "history.csv").to_dict(orient="records") if (out / "history.csv").exists() else []
-    return state, history[:state.global_epoch], payload.get("optimizer")
+    return state, list(payload["history"]), payload.get("optimizer")
 
 
 def _run_meta(config: TrainConfig, stages: list[Stage], info: DistInfo, device: torch.device,
