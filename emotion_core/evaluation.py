@@ -45,6 +45,9 @@ def predict_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int =
         if progress:
             progress(bar.n / len(dataset), f"evaluated {bar.n}/{len(dataset)} images")
     bar.close()
+    if not loaded:  # an empty shard (more processes than images)
+        return _predictions_table(rows.iloc[:0], np.empty((0, len(EMOTIONS))), np.empty(0, dtype=np.int64)), \
+            np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
     keep = np.concatenate(loaded)
     order = np.concatenate(index)[keep]
     table = _predictions_table(rows.iloc[order].reset_index(drop=True),

@@ -42,6 +42,11 @@ class Predictor:
         return BatchResult(probabilities.cpu().numpy(), predicted.cpu().numpy(),
                            cams.cpu().to(torch.float16).numpy())
 
+    def cam_shape(self) -> tuple[int, int]:
+        """(h, w) of the Grad-CAM maps at this input size."""
+        zeros = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
+        return tuple(self.gradcam.activations(zeros).shape[2:])
+
     def predict_with_cam(self, image: Image.Image, target: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and a [0, 1] Grad-CAM map for `target` (None: the top class)."""
         batch = self.transform(image.convert("RGB")).unsqueeze(0).to(self.device)

@@ -53,3 +53,14 @@ def test_one_demo_build_at_a_time(tmp_path):
     (run / "metrics.json").write_text("{}")
     assert build_demo(run_dir=run, dataset_dir=tmp_path / "data", reuse=True)["reused"]
     assert not (tmp_path / "data").exists()
+
+
+def test_an_empty_shard_gives_empty_results():
+    from emotion_core.evaluation import predict_frame
+    from emotion_core.model import ModelConfig, build_model
+    from emotion_core.predict import Predictor
+
+    rows = pd.DataFrame(columns=["image_id", "path", "split", "label", "label_idx", "agree", "disagree"])
+    table, cams = predict_frame(Predictor(build_model(ModelConfig(arch="vgg_small", input_size=64)), 64), rows)
+    assert len(table) == 0 and cams.shape == (0, 2, 8, 8)
+    assert "p_anger" in table and "cam_index" in table
