@@ -142,8 +142,7 @@ class TagStore:
 
     def _seed_vocabulary(self, connection) -> None:
         for name in PAPER_TAGS:
-            _insert_ignore(connection, vocabulary, {"name": name, "builtin": True, "created_by": "emolens",
-                                                    "created_at": _now()})
+            _add_word(connection, name, "emolens", builtin=True)
 
     # ---- vocabulary ----------------------------------------------------------------------
 
@@ -155,9 +154,8 @@ class TagStore:
 
     def add_to_vocabulary(self, name: str, author: str) -> str:
         name = check_tag_name(name)
-        with self._begin() as connection:
-            _insert_ignore(connection, vocabulary, {"name": name, "builtin": False, "created_by": author,
-                                                    "created_at": _now()})
+        with self.engine.begin() as connection:
+            _add_word(connection, name, author)
         return name
 
     # ---- tagging -------------------------------------------------------------------------
@@ -166,9 +164,8 @@ class TagStore:
         """Tag images (already tagged ones are left as they are); returns how many were new."""
         tag, ids = check_tag_name(tag), list(dict.fromkeys(image_ids))
         author = _check_author(author)
-        with self._begin() as connection:
-            _insert_ignore(connection, vocabulary, {"name": tag, "builtin": False, "created_by": author,
-                                                    "created_at": _now()})
+        with self.engine.begin() as connection:
+            _add_word(connection, tag, author)
             have = self._tagged(connection, dataset, ids, tag)
             new = [i for i in ids if i not in have]
             if not new:
@@ -184,7 +181,7 @@ class TagStore:
     def remove(self, dataset: str, image_ids: Iterable[str], tag: str, author: str) -> int:
         tag, ids = check_tag_name(tag), list(dict.fromkeys(image_ids))
         author = _check_author(author)
-        with self._begin() as connection:
+        with self.engine.begin() as connection:
             present = connection.execute(sa.select(tags.c.image_id, tags.c.source).where(
                 tags.c.dataset == dataset, tags.c.tag == tag, tags.c.image_id.in_(ids))).all()
             if not present:
@@ -199,7 +196,7 @@ class TagStore:
 
     def reject(self, dataset: str, image_id: str, tag: str, author: str) -> None:
         """Turn down a suggested tag so it is not suggested again for this image."""
-        with self._begin() as connection:
+        with self.engine.begin() as connection:
             _insert_ignore(connection, rejections, {"dataset": dataset, "image_id": image_id,
                                                     "tag": check_tag_name(tag), "author": _check_author(author),
                                                     "created_at": _now()})
@@ -212,7 +209,7 @@ class TagStore:
 
     def undo(self, author: str) -> str | None:
         """Reverse this author's last action not yet undone; a description, or None."""
-        with self._begin() as connection:
+        with self.engine.begin() as connection:
             last = connection.execute(sa.select(actions).where(actions.c.author == author, ~actions.c.undone)
                                       .order_by(actions.c.id.desc()).limit(1)).first()
             if last is None:
@@ -239,9 +236,6 @@ class TagStore:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _begin(self):
-        return self.engine.begin()
-
     @staticmethod
     def _tagged(connection, dataset: str, ids: list[str], tag: str) -> set[str]:
         rows = connection.execute(sa.select(tags.c.image_id).where(
@@ -264,6 +258,12 @@ def _check_author(author: str) -> str:
     if not author:
         raise ValueError("set your name (author) before tagging")
     return author[:100]
+
+
+def _add_word(connection, name: str, author: str, builtin: bool = False) -> None:
+    """Put a tag name in the vocabulary (no-op if it is there)."""
+    _insert_ignore(connection, vocabulary, {"name": name, "builtin": builtin, "created_by": author,
+                                            "created_at": _now()})
 
 
 def _insert_ignore(connection, table: sa.Table, values: dict) -> None:

@@ -29,9 +29,10 @@ if "matrix_view" not in st.session_state and st.query_params.get("matrix") in MA
     st.session_state["matrix_view"] = st.query_params["matrix"]  # a shared link opens the same view
 view = st.radio("View", MATRIX_VIEWS, horizontal=True, key="matrix_view")
 ui.sync_query_params(matrix=view)
-values = matrix(predictions, view)
+counts = matrix(predictions)
+values = counts if view == "counts" else matrix(predictions, view)
 selected = (st.session_state[ui.TRUE], st.session_state[ui.PRED])
-event = st.plotly_chart(confusion_figure(values, matrix(predictions), normalised=view != "counts", selected=selected),
+event = st.plotly_chart(confusion_figure(values, counts, normalised=view != "counts", selected=selected),
                         on_select="rerun", selection_mode="points", key="matrix_chart")
 clicked = cell_from_selection(event)
 if clicked is None:

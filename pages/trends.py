@@ -11,6 +11,7 @@ from emotion_core.trends import (
     error_cells,
     image_features,
     markdown_report,
+    reference_rows,
     standouts,
 )
 from pages.shared import frame, ui
@@ -40,7 +41,7 @@ if true == pred:
     st.stop()
 
 table = cell_trend_table(predictions, features, true, pred)
-reference = int(((predictions["label"] == true) & predictions["correct"]).sum())
+reference = len(reference_rows(predictions, true))
 st.caption(f"Each feature in the {len(rows)} images of this cell against the {reference} correctly classified "
            f"{display_name(true)} images: lift = share in cell / share in reference; one-sided Fisher exact test.")
 percent = st.column_config.NumberColumn(format="percent")

@@ -42,8 +42,9 @@ class DemoConfig:
     seed: int = 0
 
 
-def demo_paths(workspace_runs: Path | None = None, workspace_datasets: Path | None = None) -> tuple[Path, Path]:
-    return (workspace_datasets or datasets_dir()) / DEMO_NAME, (workspace_runs or runs_dir()) / DEMO_NAME
+def demo_paths() -> tuple[Path, Path]:
+    """(dataset dir, run dir) of the demo in the current workspace."""
+    return datasets_dir() / DEMO_NAME, runs_dir() / DEMO_NAME
 
 
 @contextmanager

@@ -64,9 +64,8 @@ def _attributes(run_path: str, mtime: float) -> pd.DataFrame | None:
 @st.cache_data(show_spinner="Testing every confusion…", max_entries=16)
 def _discovery(run_path: str, mtimes: tuple[float, float], split: str, tags: pd.DataFrame | None,
                min_images: int) -> pd.DataFrame:
-    table = runs.load_predictions(run_path)
-    table = table[table["split"] == split] if split in set(table["split"]) else table
-    attributes = read_attributes(run_path)
+    table = _in_split(_predictions(run_path, mtimes[0]), split)
+    attributes = _attributes(run_path, mtimes[1])
     return discover(table, image_features(table, attributes, tags), attributes, min_images=min_images)
 
 
@@ -124,8 +123,12 @@ def metrics(run: runs.RunInfo) -> dict:
 
 def predictions(run: runs.RunInfo) -> pd.DataFrame:
     """The run's predictions for the chosen split."""
-    table = _predictions(str(run.path), _mtime(run.path / "predictions.parquet"))
-    split = st.session_state.get(SPLIT)
+    return _in_split(_predictions(str(run.path), _mtime(run.path / "predictions.parquet")),
+                     st.session_state.get(SPLIT))
+
+
+def _in_split(table: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    """The rows of one evaluated split (all rows when the split was not evaluated)."""
     return table[table["split"] == split] if split in set(table["split"]) else table
 
 
