@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import pandas as pd
 from tqdm import tqdm
@@ -35,7 +36,9 @@ class ImportReport:
     source: str
     rows_read: int = 0
     minority_votes: int = 0          # rows where agree <= disagree (not a positive label)
-    duplicates_resolved: int = 0     # URLs positive for several emotions, one label kept
+    duplicates_resolved: int = 0     # images positive for several emotions, one label kept
+    duplicate_rows_merged: list[dict] = field(default_factory=list)  # the same (image, emotion) row again
+    found_in: Counter = field(default_factory=Counter)  # FI: where the kept image files were found
     ambiguous: list[dict] = field(default_factory=list)
     skipped: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     kept: Counter = field(default_factory=Counter)
@@ -46,6 +49,7 @@ class ImportReport:
             "rows_read": self.rows_read,
             "minority_votes": self.minority_votes,
             "duplicates_resolved": self.duplicates_resolved,
+            "duplicate_rows_merged": self.duplicate_rows_merged,
             "ambiguous_count": len(self.ambiguous),
             "ambiguous": self.ambiguous,
             "kept_total": sum(self.kept.values()),
@@ -53,13 +57,19 @@ class ImportReport:
             "per_class": {e: {"kept": self.kept.get(e, 0), "skipped": dict(self.skipped.get(e, {}))}
                           for e in EMOTIONS},
             "skipped_by_reason": dict(sum(self.skipped.values(), Counter())),
+            "found_in": {where: self.found_in[where] for where in (FOUND_OWN, FOUND_OTHER, FOUND_FLAT)
+                         if self.found_in},
         }
 
 
 # ---- FI raw vote files -------------------------------------------------------------------
 
+# Where an FI image file was found (the manifest's found_in column, counted in the report).
+FOUND_OWN, FOUND_OTHER, FOUND_FLAT = "own_emotion_folder", "other_emotion_folder", "flat_folder"
+
+
 def read_vote_file(path: Path, emotion: str) -> list[dict]:
-    """Rows id,url,disagree,agree of one header-less FI vote file."""
+    """Rows id,url,disagree,agree of one header-less FI vote file, with their file and line."""
     rows = []
     with open(path, newline="", encoding="utf-8-sig") as handle:
         for line_no, fields in enumerate(csv.reader(handle), start=1):
@@ -78,7 +88,7 @@ def read_vote_file(path: Path, emotion: str) -> list[dict]:
             if min(disagree, agree) < 0 or not fields[1].strip():
                 raise DataImportError(f"{path.name} line {line_no}: negative votes or empty url")
             rows.append({"fi_id": fields[0].strip(), "url": fields[1].strip(), "label": emotion,
-                         "agree": agree, "disagree": disagree})
+                         "agree": agree, "disagree": disagree, "where": f"{path.name} line {line_no}"})
     return rows
 
 
@@ -98,25 +108,86 @@ def find_vote_files(votes_dir: Path) -> dict[str, list[Path]]:
     return files
 
 
+def image_key(url: str) -> str:
+    """One key per image: http/https and the host's letter case do not make another image
+    (the path keeps its case: Flickr's file names are case-sensitive)."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    return parts.netloc.lower() + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def merge_duplicate_rows(rows: pd.DataFrame, report: ImportReport) -> pd.DataFrame:
+    """One row per (image, emotion). Copies with the same votes (a vote file saved twice) are
+    merged and listed in the report; copies with other votes are refused: either could be right."""
+    copies = rows[rows.duplicated(["key", "label"], keep=False)]
+    for _, group in copies.groupby(["key", "label"], sort=False):
+        first = group.iloc[0]
+        for _, copy in group.iloc[1:].iterrows():
+            if (copy["disagree"], copy["agree"]) != (first["disagree"], first["agree"]):
+                raise DataImportError(
+                    f"{copy['where']}: {copy['url']} is listed for {copy['label']} again with other votes "
+                    f"({copy['disagree']},{copy['agree']}) than on {first['where']} "
+                    f"({first['disagree']},{first['agree']})")
+            report.duplicate_rows_merged.append({"url": first["url"], "label": first["label"],
+                                                 "kept": first["where"], "merged": copy["where"]})
+    return rows.drop_duplicates(["key", "label"])
+
+
 def resolve_fi_labels(rows: pd.DataFrame, report: ImportReport) -> pd.DataFrame:
-    """The paper's rules: positive majority only; per URL the least divisive label; ties out."""
+    """The paper's rules: positive majority (agree > disagree) only; per image the least divisive
+    label, i.e. the highest agree share, then the most agree votes; exact ties are left out."""
     positive = rows[rows["agree"] > rows["disagree"]].copy()
     report.minority_votes = int(len(rows) - len(positive))
     positive["agreement"] = positive["agree"] / (positive["agree"] + positive["disagree"])
-    positive = positive.sort_values(["url", "agreement", "agree"], ascending=[True, False, False])
-    positive = positive.drop_duplicates(["url", "label"])  # the same row listed twice
+    positive = positive.sort_values(["key", "agreement", "agree"], ascending=[True, False, False])
     kept = []
-    for url, group in positive.groupby("url", sort=False):
+    for _, group in positive.groupby("key", sort=False):
         best = group.iloc[0]
         rivals = group[(group["agreement"] == best["agreement"]) & (group["agree"] == best["agree"])]
         if len(rivals) > 1:
-            report.ambiguous.append({"url": url, "labels": sorted(rivals["label"]),
+            report.ambiguous.append({"url": best["url"], "labels": sorted(rivals["label"]),
                                      "agree": int(best["agree"]), "disagree": int(best["disagree"])})
             continue
         if len(group) > 1:
             report.duplicates_resolved += 1
         kept.append(best)
     return pd.DataFrame(kept, columns=positive.columns).drop(columns="agreement")
+
+
+def emotion_folders(images_dir: Path) -> dict[str, list[Path]]:
+    """The sub-folders named after an emotion, in any letter case ('Anger', 'ANGER')."""
+    folders: dict[str, list[Path]] = defaultdict(list)
+    for folder in sorted(p for p in images_dir.iterdir() if p.is_dir()):
+        try:
+            folders[parse_emotion(folder.name)].append(folder)
+        except ValueError:
+            continue  # any other folder is not ours to judge
+    return folders
+
+
+def _file_names(folder: Path) -> set[str]:
+    # One listing per folder instead of one stat per image and folder: fast on network drives.
+    return {entry.name for entry in os.scandir(folder) if entry.is_file()}
+
+
+def locate_images(labelled: pd.DataFrame, emotions_of: dict[str, set[str]],
+                  images_dir: Path) -> tuple[list[str], list[str]]:
+    """(path, found_in) per row: the label's folder first, then the folder of another emotion the
+    image was voted for, then images_dir itself; a missing file keeps <images>/<label>/<name>."""
+    folders = emotion_folders(images_dir)
+    names_in = {folder: _file_names(folder) for group in folders.values() for folder in group}
+    names_in[images_dir] = _file_names(images_dir)
+    paths, found_in = [], []
+    for key, label, name in zip(labelled["key"], labelled["label"], labelled["file_name"]):
+        candidates = [(folder, FOUND_OWN) for folder in folders.get(label, [])]
+        candidates += [(folder, FOUND_OTHER) for emotion in sorted(emotions_of[key] - {label})
+                       for folder in folders.get(emotion, [])]
+        candidates.append((images_dir, FOUND_FLAT))
+        hit = next(((folder, where) for folder, where in candidates if name in names_in[folder]), None)
+        paths.append(str((hit[0] if hit else images_dir / label) / name))
+        found_in.append(hit[1] if hit else "")
+    return paths, found_in
 
 
 def import_fi(votes_dir: str | os.PathLike, images_dir: str | os.PathLike, *,
@@ -128,12 +199,26 @@ def import_fi(votes_dir: str | os.PathLike, images_dir: str | os.PathLike, *,
     report.rows_read = len(rows)
     if not rows:
         raise DataImportError(f"{votes_dir}: the vote files hold no rows")
-    labelled = resolve_fi_labels(pd.DataFrame(rows), report)
-    basenames = labelled["url"].map(lambda u: os.path.basename(u.split("?")[0]))
-    labelled["path"] = [str(images_dir / label / name) for label, name in zip(labelled["label"], basenames)]
-    labelled["image_id"] = _unique_ids(basenames.map(lambda n: Path(n).stem), labelled["url"])
+    if not images_dir.is_dir():
+        raise DataImportError(f"{images_dir}: image folder not found")
+    rows = pd.DataFrame(rows)
+    rows["key"] = rows["url"].map(image_key)
+    rows = merge_duplicate_rows(rows, report)
+    labelled = resolve_fi_labels(rows, report)
+    if labelled.empty:
+        raise DataImportError(
+            f"{votes_dir}: no image has a majority-positive label (agree > disagree): of {len(rows)} rows, "
+            f"{report.minority_votes} minority or tied votes, {len(report.ambiguous)} images tied "
+            "between emotions; nothing to import")
+    labelled["file_name"] = labelled["url"].map(lambda u: os.path.basename(urlsplit(u).path))
+    emotions_of = rows.groupby("key")["label"].agg(set).to_dict()
+    labelled["path"], labelled["found_in"] = locate_images(labelled, emotions_of, images_dir)
+    labelled["image_id"] = _unique_ids(labelled["file_name"].map(lambda n: Path(n).stem), labelled["key"])
     labelled["source"] = labelled["url"]
-    return _keep_loadable(labelled, report, workers), report
+    labelled = labelled.drop(columns=["url", "key", "where", "file_name"])
+    manifest = _keep_loadable(labelled, report, workers)
+    report.found_in = Counter(manifest["found_in"])
+    return manifest, report
 
 
 def _unique_ids(stems: pd.Series, keys: pd.Series) -> list[str]:
@@ -172,37 +257,65 @@ def import_folder(root: str | os.PathLike, *, workers: int | None = None) -> tup
 
 # ---- manifest CSV ------------------------------------------------------------------------
 
+def read_manifest_csv(csv_path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """The CSV as text, header names and cells stripped of whitespace, blank lines skipped,
+    and the file line of every row (so errors name the line an editor shows)."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            return _rows_with_lines(csv.reader(handle), csv_path.name)
+    except FileNotFoundError:
+        raise DataImportError(f"{csv_path}: file not found") from None
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DataImportError(f"{csv_path.name}: not a readable CSV ({str(err).splitlines()[0]})") from None
+
+
+def _rows_with_lines(reader, file_name: str) -> tuple[pd.DataFrame, list[int]]:
+    header, rows, lines, next_line = None, [], [], 1
+    for fields in reader:
+        line, next_line = next_line, reader.line_num + 1  # a quoted cell may span lines
+        cells = [field.strip() for field in fields]
+        if not any(cells):
+            continue
+        if header is None:
+            header = [name or f"unnamed_{i}" for i, name in enumerate(cells)]
+            repeated = [name for name, count in Counter(header).items() if count > 1]
+            if repeated:
+                raise DataImportError(f"{file_name} line {line}: column {repeated[0]!r} appears more than once")
+            continue
+        if len(cells) > len(header):
+            raise DataImportError(f"{file_name} line {line}: {len(cells)} fields, the header has {len(header)}")
+        rows.append(cells + [""] * (len(header) - len(cells)))
+        lines.append(line)
+    if header is None:
+        raise DataImportError(f"{file_name}: empty file, no header")
+    return pd.DataFrame(rows, columns=header, dtype=str), lines
+
+
 def import_manifest(csv_path: str | os.PathLike, *, path_column: str = "path", label_column: str = "label",
                     workers: int | None = None) -> tuple[pd.DataFrame, ImportReport]:
     """A CSV with at least a path and a label column; votes, split, image_id optional."""
     csv_path = Path(csv_path)
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise DataImportError(f"{csv_path}: file not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataImportError(f"{csv_path.name}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    table, lines = read_manifest_csv(csv_path)
+    name = csv_path.name
     for column in (path_column, label_column):
         if column not in table.columns:
-            raise DataImportError(f"{csv_path.name}: missing column {column!r}; "
-                                  f"columns are {', '.join(table.columns)}")
+            raise DataImportError(f"{name}: missing column {column!r}; columns are {', '.join(table.columns)}")
     report = ImportReport(source=f"manifest {csv_path}", rows_read=len(table))
     if table.empty:
-        raise DataImportError(f"{csv_path.name}: no rows")
+        raise DataImportError(f"{name}: no rows")
     frame = pd.DataFrame({"path": [_resolve(p, csv_path.parent) for p in table[path_column]]})
-    frame["label"] = [_label_at(v, csv_path.name, i) for i, v in enumerate(table[label_column])]
+    _refuse_repeats(frame["path"], table[path_column], "path", name, lines)
+    frame["label"] = [_label_at(v, name, line) for v, line in zip(table[label_column], lines)]
     for column in ("agree", "disagree"):
-        frame[column] = _int_column(table, column, csv_path.name)
+        frame[column] = _int_column(table, column, name, lines)
     frame["image_id"] = table["image_id"] if "image_id" in table else _default_ids(table[path_column])
-    if frame["image_id"].duplicated().any():
-        dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
-        raise DataImportError(f"{csv_path.name}: image_id {dup!r} appears more than once")
+    _refuse_repeats(frame["image_id"], frame["image_id"], "image_id", name, lines)
     frame["source"] = table["source"] if "source" in table else ""
     if "split" in table:
-        frame["split"] = [_split_at(v, csv_path.name, i) for i, v in enumerate(table["split"])]
+        frame["split"] = [_split_at(v, name, line) for v, line in zip(table["split"], lines)]
     for emotion in EMOTIONS:
         if f"votes_{emotion}" in table:
-            frame[f"votes_{emotion}"] = _int_column(table, f"votes_{emotion}", csv_path.name)
+            frame[f"votes_{emotion}"] = _int_column(table, f"votes_{emotion}", name, lines)
     handled = {path_column, label_column, "agree", "disagree", "image_id", "source", "split"}
     for column in table.columns:  # the user's own metadata travels along as text
         if column not in handled and column not in frame:
@@ -210,33 +323,43 @@ def import_manifest(csv_path: str | os.PathLike, *, path_column: str = "path", l
     return _keep_loadable(frame, report, workers), report
 
 
+def _refuse_repeats(keys: pd.Series, shown: pd.Series, what: str, file_name: str, lines: list[int]) -> None:
+    """One line naming the first repeated key (compared as `keys`, shown as the file has it)."""
+    repeated = keys.duplicated()
+    if repeated.any():
+        second = int(repeated.to_numpy().nonzero()[0][0])
+        first = int((keys == keys.iloc[second]).to_numpy().nonzero()[0][0])
+        raise DataImportError(f"{file_name} line {lines[second]}: {what} {shown.iloc[second]!r} "
+                              f"is also on line {lines[first]}")
+
+
 def _resolve(path: str, base: Path) -> str:
     candidate = Path(path)
-    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+    return os.path.normpath(candidate) if candidate.is_absolute() else str((base / candidate).resolve())
 
 
-def _label_at(value: str, file_name: str, index: int) -> str:
+def _label_at(value: str, file_name: str, line: int) -> str:
     try:
         return parse_emotion(value)
     except ValueError as err:
-        raise DataImportError(f"{file_name} line {index + 2}: {err}") from None
+        raise DataImportError(f"{file_name} line {line}: {err}") from None
 
 
-def _split_at(value: str, file_name: str, index: int) -> str:
-    if value.strip().lower() not in ("train", "dev", "test"):
-        raise DataImportError(f"{file_name} line {index + 2}: split {value!r} must be train, dev or test")
-    return value.strip().lower()
+def _split_at(value: str, file_name: str, line: int) -> str:
+    if value.lower() not in ("train", "dev", "test"):
+        raise DataImportError(f"{file_name} line {line}: split {value!r} must be train, dev or test")
+    return value.lower()
 
 
-def _int_column(table: pd.DataFrame, column: str, file_name: str) -> pd.Series:
+def _int_column(table: pd.DataFrame, column: str, file_name: str, lines: list[int]) -> pd.Series:
     if column not in table:
         return pd.Series(pd.NA, index=table.index, dtype="Int64")
     values = pd.to_numeric(table[column].replace("", None), errors="coerce")
-    bad = values.isna() & (table[column].str.strip() != "")
+    bad = values.isna() & (table[column] != "")
     bad |= values.notna() & ((values < 0) | (values % 1 != 0))
     if bad.any():
-        line = int(bad.to_numpy().nonzero()[0][0])
-        raise DataImportError(f"{file_name} line {line + 2}: {column} {table[column].iloc[line]!r} "
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise DataImportError(f"{file_name} line {lines[row]}: {column} {table[column].iloc[row]!r} "
                               "is not a non-negative whole number")
     return values.astype("Int64")
 

@@ -119,13 +119,15 @@ def prepare_args(**kwargs):
     return Namespace(**{**base, **kwargs})
 
 
-def test_prepare_writes_manifest_and_report(fi_tree, tmp_path):
+def test_prepare_writes_manifest_and_report(fi_tree, tmp_path, capsys):
     votes, images = fi_tree
     out = tmp_path / "dataset"
     prepare.main(prepare_args(source="fi", votes=str(votes), images=str(images), out=str(out)))
-    assert len(pd.read_parquet(out / "manifest.parquet")) == 3
+    assert pd.read_parquet(out / "manifest.parquet")["found_in"].tolist() == ["own_emotion_folder"] * 3
     report = json.loads((out / "import_report.json").read_text())
     assert report["kept_total"] == 3 and report["ambiguous_count"] == 1
+    assert report["found_in"] == {"own_emotion_folder": 3, "other_emotion_folder": 0, "flat_folder": 0}
+    assert "images found in: own emotion folder 3, other emotion folder 0, flat folder 0" in capsys.readouterr().out
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -138,3 +140,121 @@ def test_prepare_bad_input_leaves_nothing(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: m.csv: missing column 'path'; columns are file, label"
     assert not out.exists()
+
+
+# ---- issue 8.5: FI data as people have it --------------------------------------------------
+
+def test_fi_finds_images_in_any_of_its_emotion_folders_in_any_case_and_flat(tmp_path):
+    votes, images = tmp_path / "votes", tmp_path / "images"
+    write_votes(votes, "anger_1.csv", ["1,http://x/own.jpg,0,5", "2,http://x/other.jpg,0,5",
+                                       "3,http://x/flat.jpg,0,5", "4,http://x/gone.jpg,0,5"])
+    write_votes(votes, "sadness_1.csv", ["5,http://x/other.jpg,3,2"])  # a minority vote still names a folder
+    save_noise_image(images / "ANGER" / "own.jpg", seed=1)
+    save_noise_image(images / "Sadness" / "other.jpg", seed=2)
+    save_noise_image(images / "flat.jpg", seed=3)
+    manifest, report = import_fi(votes, images)
+    found = dict(zip(manifest["image_id"], manifest["found_in"]))
+    assert found == {"own": "own_emotion_folder", "other": "other_emotion_folder", "flat": "flat_folder"}
+    assert set(manifest["label"]) == {"anger"}
+    assert manifest.set_index("image_id").loc["other", "path"] == str(images / "Sadness" / "other.jpg")
+    summary = report.to_dict()
+    assert summary["found_in"] == {"own_emotion_folder": 1, "other_emotion_folder": 1, "flat_folder": 1}
+    assert summary["per_class"]["anger"]["skipped"] == {"missing": 1}
+
+
+def test_fi_images_folder_not_found(tmp_path):
+    write_votes(tmp_path / "votes", "anger_1.csv", ["0,http://x/ok.jpg,0,5"])
+    with pytest.raises(DataImportError, match="images: image folder not found"):
+        import_fi(tmp_path / "votes", tmp_path / "images")
+
+
+@pytest.mark.parametrize("rows", [["1,http://x/a.jpg,3,2", "2,http://x/b.jpg,2,2"],   # minority, tie
+                                  ["1,http://x/a.jpg,5,0"]])
+def test_prepare_says_in_one_line_when_no_vote_is_a_majority(tmp_path, capsys, rows):
+    write_votes(tmp_path / "votes", "anger_1.csv", rows)
+    (tmp_path / "images").mkdir()
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.run_main(prepare.main, prepare_args(source="fi", votes=str(tmp_path / "votes"),
+                                                    images=str(tmp_path / "images"), out=str(out)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no image has a majority-positive label" in err
+    assert f"{len(rows)} minority or tied" in err
+    assert not out.exists()
+
+
+def test_fi_same_image_listed_twice_is_merged_and_named(tmp_path):
+    votes, images = tmp_path / "votes", tmp_path / "images"
+    write_votes(votes, "anger_1.csv", ["1,http://farm.example/a.jpg,1,4", "2,http://farm.example/m.jpg,3,2"])
+    # the same rows again: another scheme, host case, a second file (a re-download's vote file)
+    write_votes(votes, "anger_2.csv", ["", "1,HTTPS://Farm.Example/a.jpg,1,4", "2,http://farm.example/m.jpg,3,2"])
+    save_noise_image(images / "anger" / "a.jpg")
+    manifest, report = import_fi(votes, images)
+    assert list(manifest["image_id"]) == ["a"]
+    summary = report.to_dict()
+    assert summary["rows_read"] == 4 and summary["minority_votes"] == 1 and summary["duplicates_resolved"] == 0
+    assert summary["duplicate_rows_merged"] == [
+        {"url": "http://farm.example/a.jpg", "label": "anger", "kept": "anger_1.csv line 1",
+         "merged": "anger_2.csv line 2"},
+        {"url": "http://farm.example/m.jpg", "label": "anger", "kept": "anger_1.csv line 2",
+         "merged": "anger_2.csv line 3"}]
+
+
+def test_fi_same_image_and_emotion_with_other_votes_is_refused(tmp_path):
+    write_votes(tmp_path / "votes", "anger_1.csv", ["1,http://x/a.jpg,1,4", "2,https://X/a.jpg,0,5"])
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DataImportError, match=r"anger_1.csv line 2: https://X/a.jpg is listed for anger "
+                                              r"again with other votes \(0,5\) than on anger_1.csv line 1 \(1,4\)"):
+        import_fi(tmp_path / "votes", tmp_path / "images")
+
+
+def test_fi_scheme_and_host_case_variants_across_emotions_are_one_image(tmp_path):
+    votes, images = tmp_path / "votes", tmp_path / "images"
+    write_votes(votes, "anger_1.csv", ["1,http://farm.example/a.jpg,1,4"])
+    write_votes(votes, "fear_1.csv", ["1,https://FARM.example/a.jpg,0,5"])
+    save_noise_image(images / "anger" / "a.jpg")
+    manifest, report = import_fi(votes, images)
+    assert list(zip(manifest["image_id"], manifest["label"])) == [("a", "fear")]
+    assert manifest["found_in"].tolist() == ["other_emotion_folder"]
+    assert report.duplicates_resolved == 1
+
+
+def test_fi_least_divisive_is_highest_agree_share_then_most_agree_votes(tmp_path):
+    votes, images = tmp_path / "votes", tmp_path / "images"
+    # share/margin: anger 3/0 (share 1.0, margin 3) beats sadness 9/2 (share .82, margin 7)
+    # share tie: awe 8/2 (share .8) beats fear 4/1 (share .8): more agree votes
+    write_votes(votes, "anger_1.csv", ["1,http://x/s.jpg,0,3"])
+    write_votes(votes, "sadness_1.csv", ["1,http://x/s.jpg,2,9"])
+    write_votes(votes, "awe_1.csv", ["1,http://x/t.jpg,2,8"])
+    write_votes(votes, "fear_1.csv", ["1,http://x/t.jpg,1,4"])
+    save_noise_image(images / "anger" / "s.jpg")
+    save_noise_image(images / "awe" / "t.jpg", seed=1)
+    manifest, report = import_fi(votes, images)
+    assert dict(zip(manifest["image_id"], manifest["label"])) == {"s": "anger", "t": "awe"}
+    assert report.duplicates_resolved == 2 and report.ambiguous == []
+
+
+def test_manifest_strips_header_names_and_paths(tmp_path):
+    save_noise_image(tmp_path / "img" / "a.jpg")
+    (tmp_path / "m.csv").write_text(" path , label ,agree\n img/a.jpg , anger , 3 \n")
+    manifest, _ = import_manifest(tmp_path / "m.csv")
+    assert manifest["path"].tolist() == [str(tmp_path / "img" / "a.jpg")]
+    assert manifest["label"].tolist() == ["anger"] and manifest["agree"].tolist() == [3]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("path,label,image_id\nimg/a.jpg,anger,x\nimg/b.jpg,awe,y\n./img/a.jpg,fear,z\n",
+     r"m.csv line 4: path './img/a.jpg' is also on line 2"),
+    ("path,label\n\nimg/a.jpg,anger\n\nimg/b.jpg,angry\n", r"m.csv line 5: unknown emotion 'angry'"),
+    ("path,label,split\n\n\nimg/a.jpg,anger,train\nimg/b.jpg,awe,later\n", "m.csv line 5: split 'later'"),
+    ("path,label,agree\n\nimg/a.jpg,anger,1\n\n\nimg/b.jpg,awe,x\n", "m.csv line 6: agree 'x'"),
+    ("path,label,image_id\n\nimg/a.jpg,anger,x\n\nimg/b.jpg,awe,x\n", "m.csv line 5: image_id 'x' is also on line 3"),
+    ("path,label\nimg/a.jpg,anger,extra\n", "m.csv line 2: 3 fields, the header has 2"),
+])
+def test_manifest_refuses_duplicates_and_names_the_right_line(tmp_path, content, message):
+    save_noise_image(tmp_path / "img" / "a.jpg")
+    save_noise_image(tmp_path / "img" / "b.jpg", seed=1)
+    (tmp_path / "m.csv").write_text(content)
+    with pytest.raises(DataImportError, match=message):
+        import_manifest(tmp_path / "m.csv")

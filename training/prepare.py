@@ -20,7 +20,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="source", required=True)
     fi = sub.add_parser("fi", help="FI raw vote files plus the downloaded images")
     fi.add_argument("--votes", required=True, help="folder of header-less <emotion>_*.csv vote files")
-    fi.add_argument("--images", required=True, help="folder of downloaded images, <images>/<emotion>/<file>")
+    fi.add_argument("--images", required=True,
+                    help="folder of downloaded images: <images>/<emotion>/<file> (folder names in any case, "
+                         "under any of the image's emotions) or the files directly in <images>")
     folder = sub.add_parser("folder", help="a folder of class folders, <root>/<emotion>/<file>")
     folder.add_argument("--root", required=True, help="the folder holding one folder per emotion")
     manifest = sub.add_parser("manifest", help="a CSV with path and label columns (votes optional)")
@@ -61,8 +63,15 @@ def main(args: argparse.Namespace) -> dict:
 
 def print_report(summary: dict, out: str) -> None:
     print(f"imported {summary['kept_total']} images from {summary['rows_read']} rows into {out}")
-    print(f"  skipped: {summary['skipped_by_reason'] or 'none'}; minority votes: {summary['minority_votes']}; "
+    print(f"  skipped: {summary['skipped_by_reason'] or 'none'}; minority or tied votes: {summary['minority_votes']}; "
           f"duplicates resolved: {summary['duplicates_resolved']}; ambiguous ties left out: {summary['ambiguous_count']}")
+    merged = summary["duplicate_rows_merged"]
+    if merged:
+        print(f"  the same image and emotion listed again: {len(merged)} rows merged "
+              f"(e.g. {merged[0]['merged']} repeats {merged[0]['kept']}; all in import_report.json)")
+    if summary["found_in"]:
+        print("  images found in: " + ", ".join(f"{where.replace('_', ' ')} {count}"
+                                                for where, count in summary["found_in"].items()))
     print(f"  {'emotion':<12} {'kept':>7}  skipped")
     for emotion, counts in summary["per_class"].items():
         print(f"  {emotion:<12} {counts['kept']:>7}  {counts['skipped'] or ''}")
