@@ -8,15 +8,7 @@ import streamlit as st
 from pages.shared import frame
 
 st.set_page_config(page_title="EmoLens", page_icon="🔍", layout="wide")
-pages = [
-    st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
-    st.Page("pages/confusion.py", title="Confusion matrix", icon="🟦", url_path="confusion"),
-    st.Page("pages/inspector.py", title="Image inspector", icon="🔎", url_path="inspector"),
-    st.Page("pages/trends.py", title="Trends", icon="📈", url_path="trends"),
-    st.Page("pages/agreement.py", title="Vote agreement", icon="🗳️", url_path="agreement"),
-    st.Page("pages/live.py", title="Live prediction", icon="📤", url_path="live"),
-]
-page = st.navigation(pages)  # first: it also ends Streamlit's legacy pages/ folder mode
+page = frame.navigation()  # first: it also ends Streamlit's legacy pages/ folder mode
 frame.setup()
 try:
     page.run()

@@ -2,6 +2,7 @@
 Debian's Chromium (never a downloaded browser)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -30,24 +31,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(demo_workspace):
+@contextlib.contextmanager
+def streamlit_server(workspace: Path):
+    """A freshly started `streamlit run app.py` on a free local port; yields its URL."""
     port = free_port()
-    env = {**os.environ, "EMOLENS_HOME": str(demo_workspace)}
+    env = {**os.environ, "EMOLENS_HOME": str(workspace)}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(demo_workspace):
+    with streamlit_server(demo_workspace) as url:
+        yield url
 
 
 @pytest.fixture
@@ -100,3 +110,24 @@ def test_upload_on_the_live_page_shows_probabilities(server, page, tmp_path):
     page.get_by_text("Predicted:").wait_for()
     page.get_by_text("Grad-CAM for class").wait_for()
     assert page.get_by_text("Traceback").count() == 0
+
+
+def test_a_deep_link_as_the_first_request_gets_the_full_app(demo_workspace, page):
+    """A shared link opened on a server nobody has visited yet: the titled navigation, the
+    wide layout and the linked cell, as when the root page is opened first."""
+    predictions = pd.read_parquet(demo_workspace / "runs" / "demo" / "predictions.parquet")
+    test = predictions[(predictions["split"] == "test") & ~predictions["correct"]]
+    true, pred = test.groupby(["label", "pred"]).size().sort_values().index[-1]
+    count = len(test[(test["label"] == true) & (test["pred"] == pred)])
+    with streamlit_server(demo_workspace) as url:
+        page.goto(f"{url}/confusion?run=demo&split=test&true={true}&pred={pred}")
+        page.get_by_role("heading", name=f"{true.capitalize()} → {pred.capitalize()}: {count} image").wait_for()
+        navigation = page.get_by_test_id("stSidebarNav")
+        navigation.get_by_text("Confusion matrix", exact=True).wait_for()
+        assert navigation.get_by_text("app", exact=True).count() == 0
+        assert navigation.get_by_text("confusion", exact=True).count() == 0
+        main_width = page.get_by_test_id("stMainBlockContainer").bounding_box()["width"]
+        assert main_width > 900, f"narrow layout ({main_width:.0f} px wide in a 1400 px window)"
+        page.get_by_role("link", name="Overview").click()
+        page.get_by_text("Per-class results").wait_for()
+        assert page.get_by_text("Traceback").count() == 0

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
 from emotion_core import runs
 from emotion_core.workspace import workspace_dir
@@ -101,9 +100,34 @@ def setup() -> None:
     run_picker()
 
 
+# (script, title, icon, url path): the dashboard's pages in navigation order; the first is the default.
+PAGES = (
+    ("pages/overview.py", "Overview", "📊", "overview"),
+    ("pages/confusion.py", "Confusion matrix", "🟦", "confusion"),
+    ("pages/inspector.py", "Image inspector", "🔎", "inspector"),
+    ("pages/trends.py", "Trends", "📈", "trends"),
+    ("pages/agreement.py", "Vote agreement", "🗳️", "agreement"),
+    ("pages/live.py", "Live prediction", "📤", "live"),
+)
+# Set once app.py has registered st.navigation in this server process. Until then Streamlit
+# runs a deep-linked file of pages/ on its own (its legacy pages-folder mode), without app.py.
+_navigation_registered = False
+
+
+def navigation() -> st.Page:
+    """Register the titled navigation and return the page this URL asks for."""
+    global _navigation_registered
+    page = st.navigation([st.Page(script, title=title, icon=icon, url_path=url_path, default=index == 0)
+                          for index, (script, title, icon, url_path) in enumerate(PAGES)])
+    _navigation_registered = True
+    return page
+
+
 def setup_if_run_directly() -> None:
-    """Pages call this first. Streamlit runs a pages/ script on its own (its legacy
-    pages-folder mode) for a deep link that arrives before app.py has registered
-    st.navigation in this process; then the app's frame must be set up here."""
-    if PagesManager.uses_pages_directory:
-        setup()
+    """Pages call this first. A deep link that is a fresh server's first request reaches a
+    page without app.py: register the app's navigation (which ends the pages-folder mode for
+    the whole process) and rerun, so that the same URL goes through app.py (wide layout,
+    titled navigation, sidebar pickers) like every later request."""
+    if not _navigation_registered:
+        navigation()
+        st.rerun()
