@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from emotion_core.dataset import write_dataset
 from emotion_core.demo_data import generate
 from emotion_core.labels import EMOTIONS
 from emotion_core.model import ModelConfig, build_model, read_checkpoint
-from training.schedule import Stage, check_schedule, load_schedule, paper_schedule
+from training.schedule import Stage, check_schedule, load_schedule, paper_schedule, schedule_to_dicts
 from training.train import TrainConfig, _optimizer_for, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,3 +248,109 @@ def test_resume_after_a_real_kill(tiny_dataset, tmp_path):
     for key in straight["state_dict"]:
         torch.testing.assert_close(straight["state_dict"][key], resumed["state_dict"][key], msg=key)
     assert pd.read_csv(tmp_path / "killed" / "history.csv")["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+# ---- --resume refuses what it cannot continue ---------------------------------------------
+
+RESUME_ARGS = ["--arch", "vgg_small", "--input-size", "32", "--no-pretrained", "--batch-size", "8", "--workers", "0",
+               "--device", "cpu", "--no-evaluate", "--epochs-per-stage", "1", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A run of the paper schedule (6 stages of 1 epoch) stopped after its first epoch."""
+    from training.cli import run_main
+    from training.train import get_args_parser, main
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    run_main(main, get_args_parser().parse_args(
+        ["--dataset", str(tiny_dataset), "--out", str(out), *RESUME_ARGS, "--stop-after", "1"]))
+    return out
+
+
+def _file_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _other_dataset(tiny_dataset: Path, tmp_path: Path) -> Path:
+    """The same images with one vote count changed: another manifest."""
+    manifest = pd.read_parquet(tiny_dataset / "manifest.parquet")
+    manifest["path"] = [str(tiny_dataset / p) for p in manifest["path"]]
+    manifest.loc[0, "agree"] = int(manifest.loc[0, "agree"]) + 1
+    write_dataset(tmp_path / "other", manifest, {})
+    return tmp_path / "other"
+
+
+def _relabel_saved_classes(run: Path) -> None:
+    """As if the saved run had been trained on another class set."""
+    payload = read_checkpoint(run / "last.pt")
+    payload["classes"] = payload["model"]["classes"] = [*EMOTIONS[:-1], "neutral"]
+    torch.save(payload, run / "last.pt")
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--arch", "vgg19"], "the architecture differs from the saved run (vgg_small with batch norm saved, vgg19 now)"),
+    (["--no-batch-norm"], "the architecture differs from the saved run "
+                          "(vgg_small with batch norm saved, vgg_small without batch norm now)"),
+    (["--fc", "16x8"], "the head differs from the saved run (fc 8 dropout 0.5 saved, fc 16x8 dropout 0.5 now)"),
+    (["--dropout", "0.2"], "the head differs from the saved run (fc 8 dropout 0.5 saved, fc 8 dropout 0.2 now)"),
+    (["--input-size", "64"], "the input size differs from the saved run (32 saved, 64 now)"),
+    (["--epochs-per-stage", "2"], "the number of epochs per stage differs from the saved run "
+                                  "(1, 1, 1, 1, 1, 1 saved, 2, 2, 2, 2, 2, 2 now)"),
+    ("other schedule", "the schedule differs from the saved run (stages ['head', 'conv4_1', 'conv3_1', "
+                       "'conv2_1', 'conv1_1', 'all'] saved, ['all'] now)"),
+    ("other lr", "the schedule differs from the saved run (stage 1 (head) lr 0.0001 saved, 0.001 now)"),
+    ("other dataset", "the dataset differs from the saved run (manifest sha256 "),
+    ("other classes", "the class set differs from the saved run (amusement, anger, awe, contentment, disgust, "
+                      "excitement, fear, neutral saved, amusement, anger, awe, contentment, disgust, excitement, "
+                      "fear, sadness now)"),
+])
+def test_resume_refuses_a_different_run_in_one_line(stopped_run, tiny_dataset, tmp_path, capsys, monkeypatch,
+                                                    change, message):
+    import shutil
+
+    from training.cli import run_main
+    from training.train import get_args_parser, main
+
+    monkeypatch.delenv("EMOLENS_DEBUG", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    if change == "other schedule":
+        (tmp_path / "s.yaml").write_text("- {name: all, trainable: [all], lr: 1.0e-4, epochs: 1}\n")
+        change = ["--schedule", str(tmp_path / "s.yaml")]
+    elif change == "other lr":  # the paper's stages, with the head at 1e-3 instead of 1e-4
+        stages = schedule_to_dicts(paper_schedule(build_model(ModelConfig(arch="vgg_small", input_size=32)), 1))
+        stages[0]["lr"] = 1e-3
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump(stages))
+        change = ["--schedule", str(tmp_path / "s.yaml")]
+    elif change == "other dataset":
+        change = ["--dataset", str(_other_dataset(tiny_dataset, tmp_path))]
+    elif change == "other classes":
+        _relabel_saved_classes(run)
+        change = []
+    before = _file_bytes(run)
+    args = get_args_parser().parse_args(["--dataset", str(tiny_dataset), "--out", str(run), *RESUME_ARGS, *change,
+                                         "--resume"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_main(main, args)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot resume {run}: ") and message in err, err
+    assert _file_bytes(run) == before  # nothing overwritten, nothing added
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_resume_restores_the_cuda_rng_state():
+    """Dropout on a GPU draws from the CUDA generator: resuming must continue it too."""
+    from training.train import _restore
+
+    model = build_model(ModelConfig(arch="vgg_small", input_size=32))
+    device = torch.device("cuda", 0)
+    torch.cuda.manual_seed(11)
+    wanted = torch.cuda.get_rng_state(device)
+    torch.cuda.manual_seed(12)
+    saved = {"state_dict": model.state_dict(), "rng": torch.get_rng_state(), "cuda_rng": wanted, "history": [],
+             "train_state": {"stage": 0, "stage_epoch": 1, "global_epoch": 1}}
+    _restore(saved, model, device)
+    assert torch.equal(torch.cuda.get_rng_state(device), wanted)

@@ -9,6 +9,7 @@ history.csv, run.json, then the evaluation files (see training.evaluate).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -16,10 +17,10 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,8 @@ from emotion_core.labels import EMOTIONS
 from emotion_core.model import ModelConfig, build_model, parameters_in_groups, read_checkpoint, save_checkpoint
 from emotion_core.transforms import eval_transform, train_transform
 from training.cli import run_main
-from training.distributed import DistInfo, all_reduce_sum, barrier, gather_to_main, init_distributed, shutdown
+from training.distributed import (DistInfo, all_reduce_sum, barrier, dist_info_from_env, gather_to_main,
+                                  init_distributed, pick_device, shutdown)
 from training.sampling import GlobalBatchSampler
 from training.schedule import Stage, check_schedule, load_schedule, paper_schedule, schedule_to_dicts
 
@@ -114,7 +116,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--compile", action="store_true", help="torch.compile the model")
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
     add("--device", default="", help="torch device (default: cuda when available, else cpu)")
-    add("--resume", action="store_true", help="continue from RUN_DIR/last.pt after an interruption")
+    add("--resume", action="store_true", help="continue from RUN_DIR/last.pt after an interruption (refused if "
+        "the model, class set, schedule or dataset differs from the saved run)")
     add("--no-evaluate", dest="evaluate", action="store_false", help="skip evaluating the best checkpoint at the end")
     add("--eval-split", default=defaults.eval_split, help="split(s) evaluated at the end (default test)")
     add("--stop-after", type=int, default=0, help="stop after N epochs in this invocation; continue later with --resume")
@@ -147,11 +150,11 @@ def summary_line(result: dict, out: str) -> str:
 
 def train(config: TrainConfig, stages: list[Stage] | None = None, progress: Progress | None = None) -> dict:
     """The one training loop (the paper's recipe, searches and the demo all use it)."""
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dist_info = init_distributed(device.type)
-    if dist_info.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
-        torch.cuda.set_device(device)
+    dist_info = dist_info_from_env()
+    device = pick_device(config.device, dist_info, torch.cuda.device_count())
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # before NCCL starts: DDP, NCCL and CUDA RNG use the current device
+    init_distributed(dist_info, device)
     try:
         return _train(config, stages, progress, device, dist_info)
     except torch.cuda.OutOfMemoryError:
@@ -167,18 +170,24 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     _seed_everything(config)
     manifest = read_manifest(config.dataset)
     train_rows, dev_rows = split_rows(manifest, "train"), _dev_rows(manifest)
-    model = build_model(config.model_config())
+    # Every rank runs the checks below, so a refusal stops all of them and none is left waiting.
+    saved = _read_last(out) if config.resume else None
+    if saved is None and (out / "last.pt").exists():
+        raise ValueError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if saved is not None:
+        _check_same_model(saved, config.model_config(), out)
+    # A resumed run takes its weights from last.pt: no need for the ImageNet file.
+    model = build_model(replace(config.model_config(), pretrained=config.pretrained and saved is None))
     stages = stages or (load_schedule(config.schedule) if config.schedule else
                         paper_schedule(model, config.epochs_per_stage))
     check_schedule(stages, model)
     if len(train_rows) < config.batch_size:
         raise ValueError(f"the train split has {len(train_rows)} images, fewer than the batch size {config.batch_size}")
-    state, history = TrainState(), []
-    optimizer_state = None
-    if config.resume:
-        state, history, optimizer_state = _load_last(out, model)
-    elif (out / "last.pt").exists():  # every rank checks, so none is left waiting for the others
-        raise ValueError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    facts = {"schedule": schedule_to_dicts(stages), "dataset_manifest_sha256": _manifest_sha256(config.dataset)}
+    state, history, optimizer_state = TrainState(), [], None
+    if saved is not None:
+        _check_same_run(saved, facts, out)
+        state, history, optimizer_state = _restore(saved, model, device)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -186,7 +195,7 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     dev_loader = _dev_loader(config, dev_rows, dist_info, device)
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_rows, device) if config.class_weighted else None,
                                   reduction="none")
-    meta = _run_meta(config, stages, dist_info, device, previous=out / "run.json" if config.resume else None)
+    meta = _run_meta(config, facts, dist_info, device, previous=out / "run.json" if config.resume else None)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "run.json", meta)
@@ -213,7 +222,7 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
             history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen))
             improved = _advance(state, stage, dev["acc"], config.patience)
             if dist_info.is_main:
-                _save_epoch(out, model, config, stage, state, optimizer, history, improved)
+                _save_epoch(out, model, config, stage, state, optimizer, history, improved, facts, device)
             barrier(dist_info)
             if progress:
                 progress(state.global_epoch / total_epochs,
@@ -313,20 +322,40 @@ def _optimizer_for(model: nn.Module, stage: Stage) -> torch.optim.Adam:
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=config.amp and device.type == "cuda")
+    if device.type != "cuda":
+        return contextlib.nullcontext()  # bf16 autocast is for CUDA only (and other types may not know it)
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=config.amp)
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+POSTFIX_EVERY = 20  # batches between progress-bar updates
 
 
 def _train_epoch(runner, loader, optimizer, loss_fn, config, device, info, desc) -> tuple[float, float, int]:
+    sums = _train_steps(runner, loader, optimizer, loss_fn, config, device, info, desc)
+    # One read of the device per epoch, after the sum over ranks.
+    loss_sum, correct, seen = all_reduce_sum(sums, info).tolist()
+    return loss_sum / max(seen, 1), correct / max(seen, 1), int(seen)
+
+
+def _train_steps(runner, loader, optimizer, loss_fn, config, device, info, desc) -> torch.Tensor:
+    """One epoch of optimizer steps; returns (loss sum, correct, images) on `device`.
+
+    Nothing here reads a value back from the device (no .item(), no .cpu()): each read
+    would make the CPU wait for the GPU every step instead of queueing the next one."""
     runner.train()
-    sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
+    sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
     bar = tqdm(loader, desc=desc, unit="batch", disable=not info.is_main, leave=False)
-    started = time.perf_counter()
-    for images, labels, _, ok in bar:
+    started, queued = time.perf_counter(), 0
+    for step, (images, labels, _, ok) in enumerate(bar, start=1):
         images = images.to(device, non_blocking=True)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels, ok = labels.to(device, non_blocking=True), ok.to(device).float()
+        labels = labels.to(device, non_blocking=True)
+        ok = ok.to(device, non_blocking=True).float()
         with _autocast(config, device):
             logits = runner(images)
         losses = loss_fn(logits.float(), labels) * ok  # unreadable files count for nothing
@@ -334,36 +363,50 @@ def _train_epoch(runner, loader, optimizer, loss_fn, config, device, info, desc)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sums += torch.tensor([losses.sum().item(), ((logits.argmax(1) == labels).float() * ok).sum().item(),
-                              ok.sum().item()], dtype=torch.float64)
-        bar.set_postfix(img_s=f"{sums[2].item() * info.world_size / (time.perf_counter() - started):.1f}")
-    sums = all_reduce_sum(sums, info)
-    return float(sums[0] / max(sums[2], 1)), float(sums[1] / max(sums[2], 1)), int(sums[2])
+        with torch.no_grad():
+            hits = (logits.argmax(1) == labels).float() * ok
+            sums += torch.stack([losses.detach().sum(), hits.sum(), ok.sum()]).to(sums.dtype)
+        queued += len(labels)  # a host count: images handed to the device so far
+        if step % POSTFIX_EVERY == 0:
+            bar.set_postfix(img_s=f"{queued * info.world_size / (time.perf_counter() - started):.1f}", refresh=False)
+    return sums
 
 
 @torch.no_grad()
 def _dev_epoch(model, loader, loss_fn, config, device, info) -> dict:
-    model.eval()
     n = len(EMOTIONS)
-    sums = torch.zeros(2 + 2 * n, dtype=torch.float64)  # loss, images, correct per class, support per class
-    for images, labels, _, ok in loader:
-        images, labels = images.to(device), labels.to(device)
-        if config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(config, device):
-            logits = model(images).float()
-        keep = ok.to(device)
-        labels, logits = labels[keep], logits[keep]
-        hits = (logits.argmax(1) == labels).double()
-        sums[0] += loss_fn(logits, labels).sum().item()
-        sums[1] += labels.numel()
-        sums[2:2 + n] += torch.bincount(labels.cpu(), weights=hits.cpu(), minlength=n)
-        sums[2 + n:] += torch.bincount(labels.cpu(), minlength=n).double()
-    sums = all_reduce_sum(sums, info)
+    sums = all_reduce_sum(_dev_sums(model, loader, loss_fn, config, device), info).cpu()
     images = max(float(sums[1]), 1.0)
     correct, support = sums[2:2 + n], sums[2 + n:]
     recall = torch.where(support > 0, correct / support.clamp_min(1), torch.zeros_like(support))
     return {"loss": float(sums[0]) / images, "acc": float(correct.sum()) / images, "recall": recall.tolist()}
+
+
+@torch.no_grad()
+def _dev_sums(model, loader, loss_fn, config, device) -> torch.Tensor:
+    """(loss sum, images, correct per class, support per class) on `device`, with no
+    read-back per batch: unreadable images are weighted 0, not dropped (dropping them
+    by a mask would make the CPU wait for the number of rows left)."""
+    model.eval()
+    n = len(EMOTIONS)
+    dtype = _sum_dtype(device)
+    sums = torch.zeros(2 + 2 * n, dtype=dtype, device=device)
+    classes = torch.arange(n, device=device)
+    for images, labels, _, ok in loader:
+        images = images.to(device, non_blocking=True)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+        keep = ok.to(device, non_blocking=True).to(dtype)
+        with _autocast(config, device):
+            logits = model(images).float()
+        hits = (logits.argmax(1) == labels).to(dtype) * keep
+        one_hot = (labels[:, None] == classes).to(dtype)  # (B, n); bincount would read its max back
+        sums[0] += (loss_fn(logits, labels).to(dtype) * keep).sum()
+        sums[1] += keep.sum()
+        sums[2:2 + n] += (one_hot * hits[:, None]).sum(0)
+        sums[2 + n:] += (one_hot * keep[:, None]).sum(0)
+    return sums
 
 
 def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, seconds, seen) -> dict:
@@ -377,39 +420,110 @@ def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, se
 
 
 def _save_epoch(out: Path, model, config: TrainConfig, stage: Stage, state: TrainState, optimizer,
-                history: list[dict], improved: bool) -> None:
+                history: list[dict], improved: bool, facts: dict, device: torch.device) -> None:
     extra = {"train_config": asdict(config), "stage": stage.name, "epoch": state.global_epoch}
     if improved:
         save_checkpoint(out / "checkpoint.pt", model, config.model_config(), dev_acc=state.best_dev_acc, **extra)
-    # last.pt also carries what --resume needs: optimizer, counters, the RNG state of dropout,
-    # and the history itself (a kill between two files cannot leave them disagreeing).
+    # last.pt also carries what --resume needs: optimizer, counters, the RNG states of dropout
+    # (CPU and the training GPU), the history itself (a kill between two files cannot leave
+    # them disagreeing), and the schedule and dataset it must continue with.
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     save_checkpoint(out / "last.pt", model, config.model_config(), train_state=asdict(state),
                     optimizer=optimizer.state_dict() if state.stage_epoch else None,
-                    rng=torch.get_rng_state(), history=history, **extra)
+                    rng=torch.get_rng_state(), cuda_rng=cuda_rng, history=history, **facts, **extra)
     write_csv(out / "history.csv", pd.DataFrame(history))
 
 
-def _load_last(out: Path, model: nn.Module) -> tuple[TrainState, list[dict], dict | None]:
+# ---- resuming ----------------------------------------------------------------------------
+
+def _read_last(out: Path) -> dict:
     path = out / "last.pt"
     if not path.exists():
         raise ValueError(f"{out}: nothing to resume (no last.pt)")
-    payload = read_checkpoint(path)
-    model.load_state_dict(payload["state_dict"])
-    torch.set_rng_state(payload["rng"])
-    state = TrainState(**payload["train_state"])
-    return state, list(payload["history"]), payload.get("optimizer")
+    return read_checkpoint(path)
 
 
-def _run_meta(config: TrainConfig, stages: list[Stage], info: DistInfo, device: torch.device,
+def _refuse(out: Path, what: str, saved, now) -> NoReturn:
+    raise ValueError(f"cannot resume {out}: {what} differs from the saved run ({saved} saved, {now} now); "
+                     "resume with the saved settings or train into another --out")
+
+
+def _architecture_name(model: dict) -> str:
+    if model["arch"] != "vgg_small":
+        return model["arch"]
+    return f"vgg_small {'with' if model.get('batch_norm', True) else 'without'} batch norm"
+
+
+def _check_same_model(saved: dict, wanted: ModelConfig, out: Path) -> None:
+    """Before any weights are loaded: a different model would fail with a traceback, or worse, load."""
+    model, now = saved["model"], asdict(wanted)
+    comparisons = [
+        ("the class set", ", ".join(saved.get("classes", [])), ", ".join(wanted.classes)),
+        ("the architecture", _architecture_name(model), _architecture_name(now)),
+        ("the head", f"fc {model['fc']} dropout {model['dropout']}", f"fc {now['fc']} dropout {now['dropout']}"),
+        ("the input size", model["input_size"], now["input_size"]),
+    ]
+    for what, saved_value, now_value in comparisons:
+        if saved_value != now_value:
+            _refuse(out, what, saved_value, now_value)
+
+
+def _check_same_run(saved: dict, facts: dict, out: Path) -> None:
+    """The schedule and the dataset must be the ones the saved epochs were trained with."""
+    earlier = _saved_facts(saved, out)
+    stages = earlier.get("schedule")
+    if stages is not None:
+        _check_same_schedule(stages, facts["schedule"], out)
+    sha = earlier.get("dataset_manifest_sha256")
+    if sha is not None and sha != facts["dataset_manifest_sha256"]:
+        _refuse(out, "the dataset", f"manifest sha256 {sha[:12]}", f"{facts['dataset_manifest_sha256'][:12]}")
+
+
+def _saved_facts(saved: dict, out: Path) -> dict:
+    """From last.pt; runs saved before last.pt held them have them in run.json."""
+    keys = ("schedule", "dataset_manifest_sha256")
+    if all(k in saved for k in keys):
+        return {k: saved[k] for k in keys}
+    run_json = out / "run.json"
+    return json.loads(run_json.read_text()) if run_json.exists() else {}
+
+
+def _check_same_schedule(saved: list[dict], now: list[dict], out: Path) -> None:
+    names_saved, names_now = [s["name"] for s in saved], [s["name"] for s in now]
+    if names_saved != names_now:
+        _refuse(out, "the schedule", f"stages {names_saved}", names_now)
+    for number, (a, b) in enumerate(zip(saved, now), start=1):
+        for key in ("trainable", "lr", "group_lrs"):
+            if a.get(key) != b.get(key):
+                _refuse(out, "the schedule", f"stage {number} ({a['name']}) {key} {a.get(key)}", b.get(key))
+    epochs_saved, epochs_now = [s["epochs"] for s in saved], [s["epochs"] for s in now]
+    if epochs_saved != epochs_now:
+        _refuse(out, "the number of epochs per stage", ", ".join(map(str, epochs_saved)),
+                ", ".join(map(str, epochs_now)))
+
+
+def _restore(saved: dict, model: nn.Module, device: torch.device) -> tuple[TrainState, list[dict], dict | None]:
+    """Weights, RNG states, counters and history from last.pt (already checked to match)."""
+    model.load_state_dict(saved["state_dict"])
+    torch.set_rng_state(saved["rng"])
+    if device.type == "cuda" and saved.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], device)
+    return TrainState(**saved["train_state"]), list(saved["history"]), saved.get("optimizer")
+
+
+def _manifest_sha256(dataset: str) -> str:
+    return hashlib.sha256((Path(dataset) / "manifest.parquet").read_bytes()).hexdigest()
+
+
+def _run_meta(config: TrainConfig, facts: dict, info: DistInfo, device: torch.device,
               previous: Path | None = None) -> dict:
     """run.json; a resumed run keeps its first start time and lists each resumption."""
-    manifest = Path(config.dataset) / "manifest.parquet"
     earlier = json.loads(previous.read_text()) if previous and previous.exists() else {}
     return {
         "config": asdict(config),
-        "schedule": schedule_to_dicts(stages),
+        "schedule": facts["schedule"],
         "classes": list(EMOTIONS),
-        "dataset_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "dataset_manifest_sha256": facts["dataset_manifest_sha256"],
         "code_version": _code_version(),
         "hardware": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                      "world_size": info.world_size, "cpu_count": os.cpu_count(),
