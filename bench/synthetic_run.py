@@ -1,6 +1,7 @@
 """A large synthetic run dir (predictions, CAMs, metrics, attributes) for the benchmarks."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +16,23 @@ from emotion_core.model import ModelConfig, build_model, save_checkpoint
 from emotion_core.votes import agreement, agreement_level
 
 
-def make_run(workspace: Path, n: int = 22_000, seed: int = 0, distinct_images: int = 64) -> Path:
-    """workspace/runs/big: n test predictions at ~60% accuracy, each pointing at one of a few image files."""
+def make_run(workspace: Path, n: int = 22_000, seed: int = 0, distinct_images: int | None = 64,
+             image_size: tuple[int, int] = (128, 96)) -> Path:
+    """workspace/runs/big: n test predictions at ~60% accuracy. Each points at one of
+    `distinct_images` image files, or (None) at a file of its own, as in a real dataset, so that
+    no thumbnail made for one cell serves another."""
     rng = np.random.default_rng(seed)
     run, images = workspace / "runs" / "big", workspace / "datasets" / "big"
     run.mkdir(parents=True, exist_ok=True)
     images.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(distinct_images):
-        path = images / f"{i}.jpg"
-        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
+    paths = write_images(images, n if distinct_images is None else distinct_images, image_size, rng)
     label = rng.integers(0, 8, n)
     pred = np.where(rng.random(n) < 0.6, label, rng.integers(0, 8, n))
     probabilities = rng.dirichlet(np.ones(8), n).astype(np.float32)
     probabilities[np.arange(n), pred] += 1.0
     probabilities /= probabilities.sum(1, keepdims=True)
     agree = rng.integers(3, 6, n)
-    table = pd.DataFrame({"image_id": [f"img{i:06d}" for i in range(n)], "path": [paths[i % distinct_images] for i in range(n)],
+    table = pd.DataFrame({"image_id": [f"img{i:06d}" for i in range(n)], "path": [paths[i % len(paths)] for i in range(n)],
                           "split": "test", "label": [EMOTIONS[i] for i in label], "label_idx": label,
                           "agree": pd.array(agree, dtype="Int64"), "disagree": pd.array(5 - agree, dtype="Int64"),
                           "pred_idx": pred, "pred": [EMOTIONS[i] for i in pred],
@@ -55,3 +55,18 @@ def make_run(workspace: Path, n: int = 22_000, seed: int = 0, distinct_images: i
     config = ModelConfig(arch="vgg_small", input_size=64)
     save_checkpoint(run / "checkpoint.pt", build_model(config), config)
     return run
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int], rng: np.random.Generator) -> list[str]:
+    """`count` JPEG files of `size` (width, height), photo-like (smooth, not noise). Copies of up to
+    64 encoded images: a file each, each decoded on its own, without encoding thousands."""
+    encoded = []
+    for _ in range(min(count, 64)):
+        coarse = rng.integers(0, 255, (max(1, size[1] // 16), max(1, size[0] // 16), 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(coarse).resize(size, Image.BICUBIC).save(buffer, format="JPEG", quality=85)
+        encoded.append(buffer.getvalue())
+    paths = [str(folder / f"{i}.jpg") for i in range(count)]
+    for i, path in enumerate(paths):
+        Path(path).write_bytes(encoded[i % len(encoded)])
+    return paths

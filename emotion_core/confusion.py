@@ -8,10 +8,22 @@ import pandas as pd
 
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.metrics import confusion_matrix
-from emotion_core.votes import AGREEMENT_LEVELS, NON_UNANIMOUS, STRONGLY_DIVIDED, UNANIMOUS
+from emotion_core.votes import (
+    GROUP_LABELS,
+    NO_VOTES,
+    NON_UNANIMOUS,
+    STRONGLY_DIVIDED,
+    UNANIMOUS,
+    VOTE_GROUPS,
+    agreement,
+    group_counts,
+    in_group,
+)
 
 MATRIX_VIEWS = ("counts", "row-normalised", "column-normalised")
 SORT_KEYS = ("confidence (high first)", "confidence (low first)", "agreement (low first)", "agreement (high first)")
+ALL_VOTES = "all images"
+VOTE_FILTERS = (ALL_VOTES,) + VOTE_GROUPS  # the gallery's vote filter: one group (or all) at a time
 
 
 def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[str, str] | None:
@@ -55,33 +67,35 @@ def cell_rows(predictions: pd.DataFrame, true: str, pred: str) -> pd.DataFrame:
 
 
 def cell_summary(rows: pd.DataFrame) -> dict[str, int]:
-    level = rows["agreement_level"]
-    return {"images": len(rows),
-            "non_unanimous": int(level.isin([NON_UNANIMOUS, STRONGLY_DIVIDED]).sum()),
-            "strongly_divided": int((level == STRONGLY_DIVIDED).sum()),
-            "unanimous": int((level == UNANIMOUS).sum())}
+    """Images of a cell per vote group; non_unanimous includes strongly_divided."""
+    counts = group_counts(rows)
+    return {"images": len(rows), "non_unanimous": counts[NON_UNANIMOUS],
+            "strongly_divided": counts[STRONGLY_DIVIDED], "unanimous": counts[UNANIMOUS],
+            "no_votes": counts[NO_VOTES]}
 
 
 def summary_sentence(true: str, pred: str, summary: Mapping[str, int]) -> str:
-    """'Anger → Sadness: 16 images, 11 non-unanimous votes, 7 strongly divided'."""
+    """'Anger → Sadness: 16 images, 11 non-unanimous votes (7 of them strongly divided)'."""
     noun = "image" if summary["images"] == 1 else "images"
-    return (f"{display_name(true)} → {display_name(pred)}: {summary['images']} {noun}, "
-            f"{summary['non_unanimous']} non-unanimous votes, {summary['strongly_divided']} strongly divided")
+    text = (f"{display_name(true)} → {display_name(pred)}: {summary['images']} {noun}, "
+            f"{summary['non_unanimous']} non-unanimous votes ({summary['strongly_divided']} of them strongly divided)")
+    if summary.get("no_votes"):
+        text += f", {summary['no_votes']} without votes"
+    return text
 
 
-def filter_and_sort(rows: pd.DataFrame, *, levels: list[str] | None = None,
+def filter_and_sort(rows: pd.DataFrame, *, votes: str = ALL_VOTES,
                     confidence: tuple[float, float] = (0.0, 1.0), sort: str = SORT_KEYS[0],
                     only_ids: set[str] | None = None) -> pd.DataFrame:
-    """Gallery rows: agreement levels kept, confidence range (inclusive), only_ids (e.g. the
-    images with some tags) when given, sort order."""
+    """Gallery rows: one vote group (or all images; non-unanimous includes strongly divided),
+    confidence range (inclusive), only_ids (e.g. the images with some tags) when given, sort order."""
     if sort not in SORT_KEYS:
         raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
+    if votes not in VOTE_FILTERS:
+        raise ValueError(f"unknown vote filter {votes!r}; valid: {', '.join(VOTE_FILTERS)}")
     keep = rows["confidence"].between(confidence[0], confidence[1])
-    if levels is not None:
-        unknown = set(levels) - set(AGREEMENT_LEVELS)
-        if unknown:
-            raise ValueError(f"unknown agreement level {sorted(unknown)[0]!r}; valid: {', '.join(AGREEMENT_LEVELS)}")
-        keep &= rows["agreement_level"].isin(levels)
+    if votes != ALL_VOTES:
+        keep &= in_group(rows["agree"], rows["disagree"], votes)
     if only_ids is not None:
         keep &= rows["image_id"].isin(only_ids)
     column = "confidence" if sort.startswith("confidence") else "agreement"
@@ -97,8 +111,9 @@ def page_of(rows: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
 
 
 def accuracy_by_agreement(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per vote-agreement value (e.g. 3/5, 4/5, 5/5) and per level."""
-    voted = predictions.dropna(subset=["agreement"])
+    """Accuracy per vote-agreement value (e.g. 3/5, 4/5, 5/5); images without votes left out."""
+    voted = predictions[~in_group(predictions["agree"], predictions["disagree"], NO_VOTES)]
+    voted = voted.assign(agreement=agreement(voted["agree"], voted["disagree"]))
     table = voted.groupby(voted["agree"].astype(int).astype(str) + "/" +
                           (voted["agree"] + voted["disagree"]).astype(int).astype(str))
     result = table.agg(images=("correct", "size"), accuracy=("correct", "mean"),
@@ -106,11 +121,15 @@ def accuracy_by_agreement(predictions: pd.DataFrame) -> pd.DataFrame:
     return result.sort_values("agreement").reset_index(drop=True)
 
 
-def accuracy_by_level(predictions: pd.DataFrame) -> pd.DataFrame:
-    levels = predictions.groupby("agreement_level")["correct"].agg(images="size", accuracy="mean")
-    order = [level for level in AGREEMENT_LEVELS if level in levels.index]
-    return levels.loc[order].reset_index()
+def accuracy_by_vote_group(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Images and accuracy per vote group (the groups overlap: non-unanimous includes strongly divided)."""
+    rows = []
+    for group in VOTE_GROUPS:
+        correct = predictions.loc[in_group(predictions["agree"], predictions["disagree"], group), "correct"]
+        rows.append({"votes": GROUP_LABELS[group], "images": len(correct),
+                     "accuracy": float(correct.mean()) if len(correct) else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def unanimous_only(predictions: pd.DataFrame) -> pd.DataFrame:
-    return predictions[predictions["agreement_level"] == UNANIMOUS]
+    return predictions[in_group(predictions["agree"], predictions["disagree"], UNANIMOUS)]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from emotion_core.evaluation import CAMS_FILE, METRICS_FILE, PREDICTIONS_FILE
+from emotion_core.votes import with_votes
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ def load_metrics(run_dir: str | os.PathLike) -> dict:
 
 
 def load_predictions(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_parquet(Path(run_dir) / PREDICTIONS_FILE)
+    """The predictions, with vote columns present and agreement levels read from the counts
+    (a run from another tool may lack agree or disagree; an older EmoLens called 0/0 unanimous)."""
+    return with_votes(pd.read_parquet(Path(run_dir) / PREDICTIONS_FILE))
 
 
 def load_cams(run_dir: str | os.PathLike) -> np.ndarray:

@@ -1,16 +1,18 @@
 """Vote agreement: how much of the error is label ambiguity."""
 import streamlit as st
 
-from emotion_core.confusion import accuracy_by_agreement, accuracy_by_level, matrix, unanimous_only
+from emotion_core.confusion import accuracy_by_agreement, accuracy_by_vote_group, matrix, unanimous_only
 from emotion_core.plots import accuracy_by_agreement_figure, confusion_figure
+from emotion_core.votes import missing_votes_note
 from pages.shared import frame, ui
 
 frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
 st.title("Vote agreement")
-if predictions["agreement"].isna().all():
-    st.info("This dataset has no agree/disagree votes (e.g. imported from class folders).")
+note = missing_votes_note(predictions)
+if note:
+    st.info(note)
     st.stop()
 
 overall = predictions["correct"].mean()
@@ -23,8 +25,10 @@ right.metric("Accuracy, unanimous votes only",
              help=f"{len(unanimous)} images")
 st.subheader("Accuracy by vote agreement")
 st.plotly_chart(accuracy_by_agreement_figure(accuracy_by_agreement(predictions)))
-st.dataframe(accuracy_by_level(predictions), hide_index=True,
+st.dataframe(accuracy_by_vote_group(predictions), hide_index=True,
              column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+st.caption("The groups overlap: non-unanimous counts every image with a disagree vote, the strongly divided "
+           "ones included (the same definition as the cell summary and the gallery filter).")
 st.subheader("Confusion matrix, unanimous images only")
 if len(unanimous):
     counts = matrix(unanimous)

@@ -15,7 +15,6 @@ from emotion_core.confusion import (
 )
 from emotion_core.plots import confusion_figure
 from emotion_core.tags import images_with_all, tags_by_image
-from emotion_core.votes import AGREEMENT_LEVELS
 from pages.shared import frame, gallery, ui
 
 PER_PAGE = 12
@@ -49,12 +48,12 @@ st.subheader(summary_sentence(true, pred, cell_summary(rows)))
 store, dataset = ui.tag_store(), ui.dataset_key(run)
 tag_table = store.tags_of(dataset) if store else pd.DataFrame(columns=["image_id", "tag"])
 with st.expander("Filter and sort", expanded=False):
-    levels = st.multiselect("Vote agreement", AGREEMENT_LEVELS, default=list(AGREEMENT_LEVELS), key="levels")
+    votes = gallery.vote_filter()
     confidence = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="confidence")
     wanted_tags = st.multiselect("Has all these tags", sorted(tag_table["tag"].unique()), key="tag_filter")
     sort = st.selectbox("Sort by", SORT_KEYS, key="sort")
 show_cams = st.toggle("Show Grad-CAM (predicted | true class)", key="show_cams")
-shown = filter_and_sort(rows, levels=levels, confidence=confidence, sort=sort,
+shown = filter_and_sort(rows, votes=votes, confidence=confidence, sort=sort,
                         only_ids=images_with_all(tag_table, wanted_tags) if wanted_tags else None)
 st.session_state["cell_image_ids"] = shown["image_id"].tolist()  # the inspector's prev / next
 if shown.empty:

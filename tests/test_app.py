@@ -170,7 +170,7 @@ def test_inspector_confirms_a_suggested_tag(demo_env):
     tags = TagStore(f"sqlite:///{demo_env / 'tags.sqlite'}").tags_of("demo")
     row = tags[(tags["image_id"] == image_id) & (tags["tag"] == tag)]
     assert row["source"].tolist() == ["suggestion"]
-    TagStore(f"sqlite:///{demo_env / 'tags.sqlite'}").undo("ann")
+    TagStore(f"sqlite:///{demo_env / 'tags.sqlite'}").undo("ann", "demo")
 
 
 def test_run_without_attributes_offers_to_compute_them(demo_env):
@@ -206,3 +206,86 @@ def test_a_shared_link_opens_the_same_cell_and_view(demo_env):
     assert at.selectbox(key="split_picker").value == "dev"
     assert at.radio(key="matrix_view").value == "row-normalised"
     assert at.subheader[0].value.startswith("Sadness → Contentment: ")
+
+
+# ---- votes mean the same everywhere (issue 8, point 7) -------------------------------------
+
+def run_with_changed_votes(demo_env, tmp_path, monkeypatch, change) -> pd.DataFrame:
+    """A copy of the demo run in a fresh workspace, its predictions' votes changed; returns them."""
+    import shutil
+
+    home = tmp_path / "workspace"
+    shutil.copytree(demo_env / "runs" / "demo", home / "runs" / "demo", ignore=shutil.ignore_patterns("cache"))
+    path = home / "runs" / "demo" / "predictions.parquet"
+    predictions = change(pd.read_parquet(path))
+    predictions.to_parquet(path)
+    monkeypatch.setenv("EMOLENS_HOME", str(home))
+    return predictions
+
+
+ONE_VOTE_COLUMN = {
+    "no disagree column": lambda p: p.drop(columns="disagree"),
+    "disagree all missing": lambda p: p.assign(disagree=pd.array([pd.NA] * len(p), dtype="Int64")),
+    "no agree column": lambda p: p.drop(columns="agree"),
+}
+
+
+@pytest.mark.parametrize("case", ONE_VOTE_COLUMN)
+def test_a_run_with_only_one_vote_column_shows_every_page(demo_env, tmp_path, monkeypatch, case):
+    run_with_changed_votes(demo_env, tmp_path, monkeypatch, ONE_VOTE_COLUMN[case])
+    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    gallery_text = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert gallery_text and all("⚪ no votes" in text and "unanimous" not in text for text in gallery_text)
+    assert "0 non-unanimous votes" in at.subheader[0].value
+    for page in ("pages/inspector.py", "pages/trends.py", "pages/agreement.py"):
+        at.switch_page(page).run()
+        assert not at.exception and not at.error, (page, [e.value for e in at.error])
+    assert "agreement cannot be computed" in at.info[0].value or "no agree/disagree votes" in at.info[0].value
+
+
+def test_zero_votes_are_no_votes_on_every_page(demo_env, tmp_path, monkeypatch):
+    def zero_the_first_half(predictions: pd.DataFrame) -> pd.DataFrame:
+        half = np.arange(len(predictions)) < len(predictions) // 2
+        predictions["agree"] = predictions["agree"].mask(half, 0)
+        predictions["disagree"] = predictions["disagree"].mask(half, 0)
+        predictions.loc[half, "agreement_level"] = "unanimous"  # what the old code wrote for 0/0
+        return predictions
+
+    predictions = run_with_changed_votes(demo_env, tmp_path, monkeypatch, zero_the_first_half)
+    test = predictions[predictions["split"] == "test"]
+    zero = test[(test["agree"] == 0) & (test["disagree"] == 0)]
+    truly_unanimous = ((test["disagree"] == 0) & (test["agree"] > 0)).sum()
+    true, pred = zero.iloc[0]["label"], zero.iloc[0]["pred"]
+    at = goto_cell(start("pages/confusion.py"), true, pred)
+    text = next(m.value for m in at.markdown if m.value.startswith(f"**{zero.iloc[0]['image_id']}**"))
+    assert "votes 0 agree / 0 disagree · ⚪ no votes" in text and "unanimous" not in text
+    at.selectbox(key="vote_filter").set_value("unanimous").run()
+    assert not set(at.session_state["cell_image_ids"]) & set(zero["image_id"])
+    at.switch_page("pages/agreement.py").run()
+    groups = at.dataframe[0].value.set_index("votes")["images"]
+    assert groups["unanimous (no disagree votes)"] == truly_unanimous
+    assert groups["no votes"] == len(zero) + test["agree"].isna().sum()
+
+
+def test_non_unanimous_means_the_same_in_summary_filter_and_agreement_page(demo_env):
+    predictions = pd.read_parquet(demo_env / "runs" / "demo" / "predictions.parquet")
+    test = predictions[predictions["split"] == "test"]
+    non_unanimous = test["disagree"].fillna(0) > 0  # the definition: any disagree vote
+    strongly_divided = non_unanimous & (test["agree"] - test["disagree"] <= 1)
+    true, pred = test[strongly_divided].groupby(["label", "pred"]).size().idxmax()  # a cell where they differ
+    cell = (test["label"] == true) & (test["pred"] == pred)
+    expected = set(test.loc[cell & non_unanimous, "image_id"])
+    assert (cell & strongly_divided).sum() > 0
+
+    at = goto_cell(start("pages/confusion.py"), true, pred)
+    assert f", {len(expected)} non-unanimous votes ({(cell & strongly_divided).sum()} of them strongly divided)" \
+        in at.subheader[0].value
+    at.selectbox(key="vote_filter").set_value("non-unanimous").run()
+    assert set(at.session_state["cell_image_ids"]) == expected  # strongly divided images included
+    at.selectbox(key="vote_filter").set_value("strongly divided").run()
+    assert set(at.session_state["cell_image_ids"]) == set(test.loc[cell & strongly_divided, "image_id"])
+    at.switch_page("pages/agreement.py").run()
+    groups = at.dataframe[0].value.set_index("votes")["images"]
+    label = next(name for name in groups.index if name.startswith("non-unanimous"))
+    assert "includes strongly divided" in label and groups[label] == non_unanimous.sum()

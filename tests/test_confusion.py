@@ -55,7 +55,9 @@ def test_filter_sort_and_pages():
     rows = predictions_frame().query("label == 'anger' and pred == 'sadness'")
     assert filter_and_sort(rows)["image_id"].tolist() == ["a", "b", "f"]
     assert filter_and_sort(rows, sort="agreement (low first)")["image_id"].tolist() == ["b", "f", "a"]
-    assert filter_and_sort(rows, levels=["unanimous"])["image_id"].tolist() == ["a"]
+    assert filter_and_sort(rows, votes="unanimous")["image_id"].tolist() == ["a"]
+    assert filter_and_sort(rows, votes="non-unanimous")["image_id"].tolist() == ["b", "f"]  # b: strongly divided
+    assert filter_and_sort(rows, votes="strongly divided")["image_id"].tolist() == ["b"]
     assert filter_and_sort(rows, confidence=(0.4, 0.95))["image_id"].tolist() == ["a", "b"]
     assert filter_and_sort(rows, only_ids={"f"})["image_id"].tolist() == ["f"]
     assert page_of(filter_and_sort(rows), 2, 2)["image_id"].tolist() == ["f"]
@@ -66,9 +68,11 @@ def test_summary_sentence_and_agreement_levels():
     frame = predictions_frame()
     assert frame["agreement_level"].tolist() == ["unanimous", "strongly divided", "non-unanimous",
                                                   "strongly divided", "no votes", "non-unanimous"]
-    summary = {"images": 16, "non_unanimous": 11, "strongly_divided": 7, "unanimous": 5}
+    summary = {"images": 16, "non_unanimous": 11, "strongly_divided": 7, "unanimous": 5, "no_votes": 0}
     assert summary_sentence("anger", "sadness", summary) == \
-        "Anger → Sadness: 16 images, 11 non-unanimous votes, 7 strongly divided"
+        "Anger → Sadness: 16 images, 11 non-unanimous votes (7 of them strongly divided)"
+    assert summary_sentence("anger", "sadness", {**summary, "images": 18, "no_votes": 2}) == \
+        "Anger → Sadness: 18 images, 11 non-unanimous votes (7 of them strongly divided), 2 without votes"
     by_votes = accuracy_by_agreement(frame)
     assert by_votes["votes"].tolist() == ["3/5", "4/5", "5/5"]
     assert by_votes["accuracy"].tolist() == [0.5, 0.5, 0.0]

@@ -2,6 +2,7 @@
 sidebar's dataset, run, split and author pickers (Streamlit glue, not a page)."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -109,25 +110,39 @@ PAGES = (
     ("pages/agreement.py", "Vote agreement", "🗳️", "agreement"),
     ("pages/live.py", "Live prediction", "📤", "live"),
 )
-# Set once app.py has registered st.navigation in this server process. Until then Streamlit
-# runs a deep-linked file of pages/ on its own (its legacy pages-folder mode), without app.py.
-_navigation_registered = False
+# Set by app.py for the page it is about to run, consumed by that page. A page that finds it
+# unset was run by Streamlit on its own (its legacy pages-folder mode, which lasts until the
+# first st.navigation call of the process: a deep link as a fresh server's first request).
+VIA_APP = "_emolens_via_app"
 
 
 def navigation() -> st.Page:
     """Register the titled navigation and return the page this URL asks for."""
-    global _navigation_registered
     page = st.navigation([st.Page(script, title=title, icon=icon, url_path=url_path, default=index == 0)
                           for index, (script, title, icon, url_path) in enumerate(PAGES)])
-    _navigation_registered = True
     return page
 
 
+def run_app() -> None:
+    """What app.py does on every run: page config, titled navigation, the frame, the page."""
+    st.set_page_config(page_title="EmoLens", page_icon="🔍", layout="wide")
+    page = navigation()  # first: it also ends Streamlit's legacy pages/ folder mode
+    setup()
+    st.session_state[VIA_APP] = True  # the page then knows its frame is set up
+    try:
+        page.run()
+    except Exception as err:  # the last guard: one line on the page, the traceback in the server log
+        logging.getLogger("emolens").exception("page failed")
+        st.error(f"This page hit an unexpected error ({type(err).__name__}: {str(err)[:200]}); "
+                 "the details are in the server log.")
+
+
 def setup_if_run_directly() -> None:
-    """Pages call this first. A deep link that is a fresh server's first request reaches a
-    page without app.py: register the app's navigation (which ends the pages-folder mode for
-    the whole process) and rerun, so that the same URL goes through app.py (wide layout,
-    titled navigation, sidebar pickers) like every later request."""
-    if not _navigation_registered:
-        navigation()
-        st.rerun()
+    """Pages call this first. A page that Streamlit ran on its own (a deep link that is a fresh
+    server's first request, or AppTest) runs the app instead, which runs this page again inside
+    the navigation, and stops the direct run. The page then has the same layout, navigation,
+    frame and widget identities as on every other run, and the widget event that started
+    this run is kept (a rerun would drop it)."""
+    if not st.session_state.pop(VIA_APP, False):
+        run_app()
+        st.stop()

@@ -5,10 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from emotion_core.attributes import SUGGESTED_TAGS
+from emotion_core.confusion import ALL_VOTES, VOTE_FILTERS
 from emotion_core.labels import display_name
 from emotion_core.runs import RunInfo
 from emotion_core.tags import TagStore
-from emotion_core.votes import NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS
+from emotion_core.votes import GROUP_LABELS, NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, votes_description
 from pages.shared import ui
 
 BADGE = {UNANIMOUS: "🟢 unanimous", STRONGLY_DIVIDED: "🔴 strongly divided", NO_VOTES: "⚪ no votes"}
@@ -20,9 +21,19 @@ def badge(level: str) -> str:
 
 
 def votes_text(row: pd.Series) -> str:
-    if pd.isna(row["agree"]):
-        return "no votes"
-    return f"votes {int(row['agree'])} agree / {int(row['disagree'])} disagree · {badge(row['agreement_level'])}"
+    """'votes 3 agree / 2 disagree · 🔴 strongly divided'; works when a vote column is missing."""
+    described = votes_description(row.get("agree"), row.get("disagree"))
+    if described == NO_VOTES:
+        return badge(NO_VOTES)
+    return f"votes {described} · {badge(row.get('agreement_level', NO_VOTES))}"
+
+
+def vote_filter() -> str:
+    """The gallery's vote filter: all images or one vote group (non-unanimous includes strongly divided)."""
+    return st.selectbox("Vote agreement", VOTE_FILTERS, key="vote_filter",
+                        format_func=lambda group: group if group == ALL_VOTES else GROUP_LABELS[group],
+                        help="Unanimous: no disagree vote. Non-unanimous: at least one disagree vote, "
+                             "strongly divided images included. Strongly divided: agree − disagree ≤ 1.")
 
 
 def attributes_text(attributes: pd.DataFrame | None, image_id: str) -> str:
@@ -89,8 +100,8 @@ def tag_bar(store: TagStore, dataset: str, page_ids: list[str]) -> None:
         for image_id in page_ids:
             st.session_state[select_key(image_id)] = not all(st.session_state.get(select_key(i)) for i in page_ids)
         st.rerun()
-    if undo.button("Undo", help="Undo your last tagging action"):
-        act(lambda: store.undo(ui.author()) or "nothing to undo", None)
+    if undo.button("Undo", help="Undo your last tagging action on this dataset"):
+        act(lambda: store.undo(ui.author(), dataset) or "nothing to undo", None)
 
 
 def act(change, message: str | None) -> None:
