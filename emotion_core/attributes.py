@@ -3,14 +3,20 @@
 monochrome (low chroma), red/warm tones, brightness, colourfulness (Hasler and
 Süsstrunk 2003), contrast, human and cat faces (OpenCV Haar cascades), and how
 concentrated the Grad-CAM is. Boolean attributes become suggested tags.
+
+Evaluation computes the pixel attributes in its DataLoader workers from the image they
+decode anyway (emotion_core.dataset.ImageDataset with attributes=True), one float row
+per image in PIXEL_COLUMNS order, and adds cam_concentration from the CAMs afterwards;
+`compute_attributes` does the same per image for a run evaluated without them.
 """
 from __future__ import annotations
 
+import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -25,18 +31,45 @@ ATTRIBUTES_FILE = "attributes.parquet"
 ANALYSIS_SIDE = 320          # images are analysed at most this large: enough for faces and colour
 MONOCHROME_CHROMA = 0.06     # 95th percentile of per-pixel chroma below this: black & white
 WARM_SHARE = 0.35            # share of strongly red/orange pixels above this: red/warm tones
+# Smallest face looked for, as a share of the analysed image's short side. The windows
+# below it (from 24 px = 10% of 240 up) cost a third of the detection time and found few
+# faces: without them bench/attributes_throughput.py's face photos get another answer 1-2
+# times in 100, every time a face under 15% of the short side (mostly missed either way).
+FACE_MIN_SHARE = 0.135
+FACE_CASCADE, CAT_FACE_CASCADE = "haarcascade_frontalface_default.xml", "haarcascade_frontalcatface.xml"
 # boolean attribute -> the tag it suggests
 SUGGESTED_TAGS = {"monochrome": "monochrome", "warm": "red/warm tones", "has_face": "human face",
                   "has_cat_face": "non-human face"}
 BOOLEAN_ATTRIBUTES = tuple(SUGGESTED_TAGS)
 CONTINUOUS_ATTRIBUTES = ("brightness", "colorfulness", "contrast", "cam_concentration")
+COUNT_ATTRIBUTES = ("faces", "cat_faces")
+# What an image's pixels give, in the order of the row a DataLoader worker hands back.
+PIXEL_COLUMNS = ("chroma_p95", "monochrome", "warm_share", "warm", "brightness", "colorfulness", "contrast",
+                 "faces", "has_face", "cat_faces", "has_cat_face")
 Progress = Callable[[float, str], None]
+
+# Attributes run in parallel over images (evaluation's loader workers, or the threads of
+# compute_attributes), so OpenCV's own thread pool would only compete with them; and once
+# that pool has started, a process forked from this one (a DataLoader worker) hangs in its
+# first OpenCV call. With one thread OpenCV never starts the pool.
+cv2.setNumThreads(1)
 
 
 def chroma_p95(rgb: np.ndarray) -> float:
-    """95th percentile of per-pixel chroma, (max - min) / 255 over R, G, B."""
-    chroma = (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)) / 255.0
-    return float(np.percentile(chroma, 95))
+    """95th percentile of per-pixel chroma, (max - min) / 255 over R, G, B.
+
+    Equal to np.percentile(chroma, 95) (linear interpolation), read from the 256-bin
+    histogram instead of sorting every pixel."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # uint8, no wrap: max >= min
+    cumulative = np.cumsum(np.bincount(chroma.ravel(), minlength=256))
+    position = (chroma.size - 1) * 0.95
+    below = math.floor(position)
+    low, high = (np.searchsorted(cumulative, rank, side="right") / 255.0
+                 for rank in (below, min(below + 1, chroma.size - 1)))
+    weight = position - below
+    # np.percentile's interpolation, term for term, so the value is the same to the last bit
+    return float(low + (high - low) * weight if weight < 0.5 else high - (high - low) * (1 - weight))
 
 
 def warm_share(rgb: np.ndarray) -> float:
@@ -58,69 +91,135 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return (rgb @ np.array([0.299, 0.587, 0.114])) / 255.0
 
 
+def cam_concentrations(cams: np.ndarray) -> np.ndarray:
+    """Per map of cams (N, h, w): the share of saliency mass in the map's top 10% of
+    cells (0.1 = spread evenly); NaN for an all-zero map."""
+    values = np.asarray(cams, dtype=np.float64).reshape(len(cams), -1)
+    top = max(1, math.ceil(0.1 * values.shape[1]))
+    descending = -np.sort(-values, axis=1)
+    total = descending.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, descending[:, :top].sum(axis=1) / total, np.nan)
+
+
 def cam_concentration(cam: np.ndarray) -> float:
-    """Share of saliency mass in the top 10% of the map's cells (0.1 = spread evenly)."""
-    values = np.sort(np.asarray(cam, dtype=np.float64).ravel())[::-1]
-    total = values.sum()
-    if total <= 0:
-        return float("nan")
-    return float(values[: max(1, int(np.ceil(0.1 * len(values))))].sum() / total)
+    """cam_concentrations for one map (h, w)."""
+    return float(cam_concentrations(np.asarray(cam)[None])[0])
 
 
-@lru_cache(maxsize=None)
+_per_thread = threading.local()
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / name))
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV Haar cascade {name} not found (install opencv-python-headless<5)")
-    return cascade
+    """One classifier per thread: detectMultiScale keeps the image it works on in the
+    classifier, so two threads sharing one fail (an OpenCV assertion) or mix images."""
+    cascades = _per_thread.__dict__.setdefault("cascades", {})
+    if name not in cascades:
+        cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / name))
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV Haar cascade {name} not found (install opencv-python-headless<5)")
+        cascades[name] = cascade
+    return cascades[name]
+
+
+def face_gray(rgb: np.ndarray) -> np.ndarray:
+    """The equalised grayscale image the cascades look at."""
+    return cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def face_boxes(gray: np.ndarray, cascade: str) -> np.ndarray:
+    """(n, 4) boxes x, y, w, h that `cascade` finds in a face_gray image."""
+    side = max(24, round(FACE_MIN_SHARE * min(gray.shape)))  # 24: the cascades' own window
+    found = _cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side))
+    return np.asarray(found, dtype=np.int64).reshape(-1, 4)
 
 
 def count_faces(rgb: np.ndarray, cascade: str) -> int:
-    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    side = max(24, min(gray.shape) // 10)
-    found = _cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side))
-    return int(len(found))
+    return len(face_boxes(face_gray(rgb), cascade))
 
 
-def image_attributes(image: Image.Image, cam: np.ndarray | None = None) -> dict:
-    image = image.convert("RGB")
+def analysis_pixels(image: Image.Image) -> np.ndarray:
+    """(h, w, 3) uint8 RGB, at most ANALYSIS_SIDE on the long side."""
+    image = image.convert("RGB")  # a copy: thumbnail works in place
     image.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE))
-    rgb = np.ascontiguousarray(np.asarray(image))
+    return np.ascontiguousarray(np.asarray(image))
+
+
+def pixel_attributes(image: Image.Image) -> dict:
+    """Every attribute an image's pixels give (all but cam_concentration)."""
+    rgb = analysis_pixels(image)
     brightness = luma(rgb.astype(np.float64))
     chroma, warm = chroma_p95(rgb), warm_share(rgb)
-    faces = count_faces(rgb, "haarcascade_frontalface_default.xml")
-    cat_faces = count_faces(rgb, "haarcascade_frontalcatface.xml")
+    gray = face_gray(rgb)
+    faces, cat_faces = len(face_boxes(gray, FACE_CASCADE)), len(face_boxes(gray, CAT_FACE_CASCADE))
     return {"chroma_p95": chroma, "monochrome": chroma < MONOCHROME_CHROMA, "warm_share": warm,
             "warm": warm > WARM_SHARE, "brightness": float(brightness.mean()), "colorfulness": colorfulness(rgb),
             "contrast": float(brightness.std()), "faces": faces, "has_face": faces > 0,
-            "cat_faces": cat_faces, "has_cat_face": cat_faces > 0,
+            "cat_faces": cat_faces, "has_cat_face": cat_faces > 0}
+
+
+def image_attributes(image: Image.Image, cam: np.ndarray | None = None) -> dict:
+    """All attributes of one image; cam_concentration is NaN without its CAM."""
+    return {**pixel_attributes(image),
             "cam_concentration": cam_concentration(cam) if cam is not None else float("nan")}
+
+
+def pixel_row(image: Image.Image | None) -> np.ndarray:
+    """pixel_attributes as floats in PIXEL_COLUMNS order (what a loader worker returns);
+    all NaN for an image that could not be loaded (None)."""
+    if image is None:
+        return np.full(len(PIXEL_COLUMNS), np.nan)
+    values = pixel_attributes(image)
+    return np.array([float(values[column]) for column in PIXEL_COLUMNS])
+
+
+def attributes_table(image_ids: Sequence[str], pixel_rows: np.ndarray, cams: np.ndarray | None) -> pd.DataFrame:
+    """The attributes file's table from pixel rows (N, len(PIXEL_COLUMNS)) and the CAMs
+    (N, 2, h, w) of the same images (None: no cam_concentration). An all-NaN row (an
+    unreadable image) gets False flags, no face counts and NaN elsewhere."""
+    pixel_rows = np.asarray(pixel_rows, dtype=np.float64).reshape(len(image_ids), len(PIXEL_COLUMNS))
+    table = pd.DataFrame(pixel_rows, columns=list(PIXEL_COLUMNS))
+    table.insert(0, "image_id", pd.Series(list(image_ids), dtype=str))  # str also when empty
+    for column in BOOLEAN_ATTRIBUTES:
+        table[column] = table[column].fillna(0.0).astype(bool)
+    for column in COUNT_ATTRIBUTES:
+        table[column] = table[column].round().astype("Int64")
+    readable = ~np.isnan(pixel_rows).all(axis=1)
+    concentration = np.full(len(table), np.nan)
+    if cams is not None and len(table):
+        concentration = np.where(readable, _predicted_class_concentrations(cams), np.nan)
+    table["cam_concentration"] = concentration
+    return table
+
+
+def _predicted_class_concentrations(cams: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """cam_concentrations of each image's predicted-class map, in chunks (cams may be a
+    memory map of 100k+ images)."""
+    return np.concatenate([cam_concentrations(np.asarray(cams[start:start + chunk, 0], dtype=np.float32))
+                           for start in range(0, len(cams), chunk)])
 
 
 def compute_attributes(predictions: pd.DataFrame, cams: np.ndarray | None, *, workers: int | None = None,
                        progress: Progress | None = None) -> pd.DataFrame:
-    """One row per prediction row (image_id + attributes); unreadable images get NaNs."""
-    def one(position: int) -> dict:
-        row = predictions.iloc[position]
-        cam = None if cams is None else np.asarray(cams[int(row["cam_index"]), 0], dtype=np.float32)
+    """One row per prediction row (image_id + attributes), each image loaded from its
+    path; unreadable images get NaNs. For runs evaluated without attributes."""
+    def one(path: str) -> np.ndarray:
         try:
-            values = image_attributes(load_image(row["path"]), cam)
+            return pixel_row(load_image(path))
         except ImageLoadError:
-            values = {}
-        return {"image_id": row["image_id"], **values}
+            return pixel_row(None)
 
     rows = []
     # OpenCV and NumPy release the GIL, so threads overlap well.
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 1)) as pool:
-        for n, values in enumerate(tqdm(pool.map(one, range(len(predictions))), total=len(predictions),
+        for n, values in enumerate(tqdm(pool.map(one, predictions["path"]), total=len(predictions),
                                         desc="attributes", unit="img"), start=1):
             rows.append(values)
             if progress and (n % 25 == 0 or n == len(predictions)):
                 progress(n / len(predictions), f"attributes for {n}/{len(predictions)} images")
-    table = pd.DataFrame(rows)
-    for column in BOOLEAN_ATTRIBUTES:
-        table[column] = table[column].fillna(False).astype(bool) if column in table else False
-    return table
+    if cams is not None:
+        cams = cams[predictions["cam_index"].to_numpy()]
+    return attributes_table(predictions["image_id"].tolist(), np.array(rows).reshape(-1, len(PIXEL_COLUMNS)), cams)
 
 
 def write_attributes(run_dir: str | os.PathLike, attributes: pd.DataFrame) -> None:

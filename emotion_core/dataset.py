@@ -9,10 +9,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from emotion_core.attributes import pixel_row
 from emotion_core.fileio import write_json, write_parquet
 from emotion_core.images import ImageLoadError, load_image
 from emotion_core.importers import ordered_columns
-from emotion_core.labels import EMOTION_INDEX, EMOTIONS
+from emotion_core.labels import CLASSES_FILE, EMOTION_INDEX, EMOTIONS, FI_CLASSES, ClassSet
 
 MANIFEST_FILE = "manifest.parquet"
 REPORT_FILE = "import_report.json"
@@ -23,11 +24,18 @@ class DatasetError(ValueError):
     """A dataset dir that cannot be used; one line for the user."""
 
 
-def write_dataset(out_dir: str | os.PathLike, manifest: pd.DataFrame, report: dict) -> Path:
-    """Write manifest.parquet and import_report.json, each atomically."""
+def write_dataset(out_dir: str | os.PathLike, manifest: pd.DataFrame, report: dict,
+                  classes: ClassSet = FI_CLASSES) -> Path:
+    """Write classes.json, import_report.json and manifest.parquet, each atomically; the
+    manifest last, so a manifest is never read beside another import's classes."""
+    unknown = sorted(set(manifest["label"].dropna()) - set(classes.names))
+    if unknown or manifest["label"].isna().any():
+        shown = repr(unknown[0]) if unknown else "<empty>"
+        raise DatasetError(f"label {shown} is not a class of the dataset; classes: {', '.join(classes.names)}")
     out_dir = Path(out_dir)
-    write_parquet(out_dir / MANIFEST_FILE, manifest[ordered_columns(manifest)])
+    write_json(out_dir / CLASSES_FILE, classes.to_dict())
     write_json(out_dir / REPORT_FILE, report)
+    write_parquet(out_dir / MANIFEST_FILE, manifest[ordered_columns(manifest)])
     return out_dir
 
 
@@ -61,25 +69,33 @@ def split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 class ImageDataset(Dataset):
-    """(image tensor, label index, row index, loaded ok) per manifest row.
+    """(image tensor, label index, row index, loaded ok) per manifest row, and with
+    attributes=True a fifth item: the image's pixel attributes (emotion_core.attributes.
+    pixel_row), computed from the same decoded image, in whichever process loads it.
 
-    A file that fails to load gives a zero image and ok=False instead of killing a
-    long run; callers mask or drop those rows and count them.
+    A file that fails to load gives a zero image and ok=False (and all-NaN attributes)
+    instead of killing a long run; callers mask or drop those rows and count them.
     """
 
-    def __init__(self, frame: pd.DataFrame, transform: Callable, input_size: int):
+    def __init__(self, frame: pd.DataFrame, transform: Callable, input_size: int, *, attributes: bool = False):
         self.paths = frame["path"].tolist()
         self.labels = frame["label_idx"].tolist()
         self.transform = transform
         self.input_size = input_size
+        self.attributes = attributes
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
         try:
-            image = self.transform(load_image(self.paths[index]))
-            ok = True
+            decoded = load_image(self.paths[index])
         except ImageLoadError:
+            decoded = None
+        if decoded is None:
             image, ok = torch.zeros(3, self.input_size, self.input_size), False
+        else:
+            image, ok = self.transform(decoded), True
+        if self.attributes:
+            return image, self.labels[index], index, ok, pixel_row(decoded)
         return image, self.labels[index], index, ok

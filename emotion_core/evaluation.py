@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from emotion_core.attributes import ATTRIBUTES_FILE, compute_attributes, write_attributes
+from emotion_core.attributes import ATTRIBUTES_FILE, PIXEL_COLUMNS, attributes_table, write_attributes
 from emotion_core.dataset import ImageDataset, read_manifest, split_rows
 from emotion_core.fileio import write_json, write_npy, write_parquet
 from emotion_core.labels import EMOTIONS
@@ -24,35 +26,71 @@ from emotion_core.votes import agreement, agreement_level
 Progress = Callable[[float, str], None]
 PASSTHROUGH = ("source", "demo_trait") + tuple(f"votes_{e}" for e in EMOTIONS)
 PREDICTIONS_FILE, CAMS_FILE, METRICS_FILE = "predictions.parquet", "cams.npy", "metrics.json"
+PREFETCH_BATCHES = 4  # batches each loader worker prepares ahead (DataLoader's default is 2)
 
 
-def predict_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,
-                  progress: Progress | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Predict every row; returns the predictions table and the CAMs (N, 2, h, w)."""
-    dataset = ImageDataset(rows, eval_transform(predictor.input_size), predictor.input_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                        pin_memory=predictor.device.type == "cuda")
-    probabilities, predicted, cams, index, loaded = [], [], [], [], []
-    bar = tqdm(total=len(dataset), desc="evaluating", unit="img")
-    for images, labels, rows_idx, ok in loader:
+@dataclass
+class FrameResult:
+    table: pd.DataFrame                 # one row per readable image (predictions.parquet's columns)
+    cams: np.ndarray                    # (N, 2, h, w) float16, row i for table row i
+    attributes: pd.DataFrame | None     # attributes.parquet's table for the same rows, when asked for
+
+
+def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,
+                   attributes: bool = False, progress: Progress | None = None) -> FrameResult:
+    """Predict every row with Grad-CAM; with attributes=True also each image's automatic
+    attributes, computed by the loader's workers from the image they decode for the model.
+
+    Results stay on the predictor's device until the last batch and come back in one
+    copy, so a GPU never waits for the host between batches."""
+    loader = _evaluation_loader(predictor, rows, batch_size=batch_size, workers=workers, attributes=attributes)
+    probabilities, predicted, cams, index, loaded, pixel_rows = [], [], [], [], [], []
+    bar = tqdm(total=len(rows), desc="evaluating", unit="img")
+    for images, labels, rows_idx, ok, *pixels in loader:
         result = predictor.evaluate_batch(images, labels)
         probabilities.append(result.probabilities)
         predicted.append(result.predicted)
         cams.append(result.cams)
         index.append(rows_idx.numpy())
         loaded.append(ok.numpy())
+        pixel_rows.extend(p.numpy() for p in pixels)
         bar.update(len(labels))
         if progress:
-            progress(bar.n / len(dataset), f"evaluated {bar.n}/{len(dataset)} images")
+            progress(bar.n / len(rows), f"evaluated {bar.n}/{len(rows)} images")
     bar.close()
     if not loaded:  # an empty shard (more processes than images)
-        return _predictions_table(rows.iloc[:0], np.empty((0, len(EMOTIONS))), np.empty(0, dtype=np.int64)), \
-            np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
+        table = _predictions_table(rows.iloc[:0], np.empty((0, len(EMOTIONS))), np.empty(0, dtype=np.int64))
+        cams = np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
+        return FrameResult(table, cams, attributes_table([], np.empty((0, len(PIXEL_COLUMNS))), cams)
+                           if attributes else None)
     keep = np.concatenate(loaded)
     order = np.concatenate(index)[keep]
-    table = _predictions_table(rows.iloc[order].reset_index(drop=True),
-                               np.concatenate(probabilities)[keep], np.concatenate(predicted)[keep])
-    return table, np.concatenate(cams)[keep]
+    # the one read of the device: (N, classes) float32, (N,) int64, (N, 2, h, w) float16
+    probabilities, predicted, cams = (torch.cat(parts).cpu().numpy() for parts in (probabilities, predicted, cams))
+    table = _predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep])
+    cams = cams[keep]
+    image_attributes = None
+    if attributes:
+        image_attributes = attributes_table(table["image_id"].tolist(), np.concatenate(pixel_rows)[keep], cams)
+    return FrameResult(table, cams, image_attributes)
+
+
+def predict_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,
+                  progress: Progress | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """evaluate_frame without attributes: the predictions table and the CAMs (N, 2, h, w)."""
+    result = evaluate_frame(predictor, rows, batch_size=batch_size, workers=workers, progress=progress)
+    return result.table, result.cams
+
+
+def _evaluation_loader(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int, workers: int,
+                       attributes: bool) -> DataLoader:
+    """One pass over rows in order. Pinned batches (CUDA) copy to the device without
+    blocking; each worker keeps PREFETCH_BATCHES decoded ahead so the device is not left
+    waiting. persistent_workers would buy nothing here: the loader is iterated once."""
+    dataset = ImageDataset(rows, eval_transform(predictor.input_size), predictor.input_size, attributes=attributes)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                      pin_memory=predictor.device.type == "cuda",
+                      prefetch_factor=PREFETCH_BATCHES if workers else None)
 
 
 def _predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
@@ -99,10 +137,10 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
     rows["_position"] = np.arange(len(rows))
     rank, world_size = shard
     predictor = Predictor(model, config.input_size, device)
-    table, cams = predict_frame(predictor, rows.iloc[rank::world_size], batch_size=batch_size, workers=workers,
-                                progress=progress)
+    result = evaluate_frame(predictor, rows.iloc[rank::world_size], batch_size=batch_size, workers=workers,
+                            attributes=attributes, progress=progress)
+    table, cams, image_attributes = result.table, result.cams, result.attributes
     table["_position"] = rows.set_index("image_id").loc[table["image_id"], "_position"].to_numpy()
-    image_attributes = compute_attributes(table, cams) if attributes else None
     parts = gather((table, cams, image_attributes)) if gather else [(table, cams, image_attributes)]
     if parts is None:
         return None

@@ -14,9 +14,11 @@ from emotion_core.transforms import eval_transform
 
 @dataclass
 class BatchResult:
-    probabilities: np.ndarray  # (N, classes) float32
-    predicted: np.ndarray      # (N,) int64
-    cams: np.ndarray           # (N, 2, h, w) float16: [predicted class, true class], each max 1
+    """On the predictor's device: a loop over batches keeps these there and reads them
+    back once at the end, so the host never waits for the device batch by batch."""
+    probabilities: torch.Tensor  # (N, classes) float32
+    predicted: torch.Tensor      # (N,) int64
+    cams: torch.Tensor           # (N, 2, h, w) float16: [predicted class, true class], each max 1
 
 
 class Predictor:
@@ -30,17 +32,19 @@ class Predictor:
         self.gradcam = GradCam(self.model)
 
     def evaluate_batch(self, images: torch.Tensor, labels: torch.Tensor) -> BatchResult:
-        """Probabilities plus Grad-CAM for predicted and true class, one trunk pass."""
+        """Probabilities plus Grad-CAM for predicted and true class, one trunk pass.
+
+        Nothing here reads the device: copies in are non_blocking (a blocking copy waits
+        for the device's queue) and the results stay on the device."""
         images = images.to(self.device, non_blocking=True)
-        labels = labels.to(self.device)
+        labels = labels.to(self.device, non_blocking=True)
         activations = self.gradcam.activations(images)
         probabilities = torch.softmax(self.gradcam.logits(activations).float(), dim=1)
         predicted = probabilities.argmax(dim=1)
         cam_pred = normalise_maps(self.gradcam.maps(activations, predicted))
         cam_true = normalise_maps(self.gradcam.maps(activations, labels))
         cams = torch.stack([cam_pred, cam_true], dim=1)
-        return BatchResult(probabilities.cpu().numpy(), predicted.cpu().numpy(),
-                           cams.cpu().to(torch.float16).numpy())
+        return BatchResult(probabilities, predicted, cams.to(torch.float16))
 
     def cam_shape(self) -> tuple[int, int]:
         """(h, w) of the Grad-CAM maps at this input size."""

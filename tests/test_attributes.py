@@ -1,9 +1,11 @@
 import matplotlib.cbook
 import numpy as np
+import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from emotion_core.attributes import cam_concentration, colorfulness, image_attributes
+from emotion_core import attributes
+from emotion_core.attributes import cam_concentration, colorfulness, compute_attributes, image_attributes
 
 
 def test_gray_image_is_monochrome_and_not_warm():
@@ -51,3 +53,76 @@ def test_cam_concentration():
     peaked[3, 4] = 1.0
     assert cam_concentration(peaked) == pytest.approx(1.0)
     assert np.isnan(cam_concentration(np.zeros((4, 4))))
+
+
+def _portrait() -> Image.Image:
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:  # shipped with matplotlib
+        return Image.open(handle).convert("RGB")
+
+
+def _photos_without_faces() -> list[Image.Image]:
+    from sklearn.datasets import load_sample_image  # two photographs shipped with scikit-learn
+
+    return [Image.fromarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
+
+
+def _boxes_with_every_window(gray: np.ndarray, cascade: str) -> np.ndarray:
+    """The detector as it was before the smallest windows were skipped: from the
+    cascade's 24 px window (or a tenth of the short side) up."""
+    side = max(24, min(gray.shape) // 10)
+    found = attributes._cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4,
+                                                           minSize=(side, side))
+    return np.asarray(found, dtype=np.int64).reshape(-1, 4)
+
+
+def test_face_detection_finds_what_the_search_over_every_window_found():
+    portrait = _portrait()
+    scene = _photos_without_faces()[0].resize((500, 375))
+    scene.paste(portrait.resize((180, 211)), (260, 164))  # the face 50 px of 240 analysed, in a photo
+    cases = {"portrait": (portrait, 1), "mirrored portrait": (ImageOps.mirror(portrait), 1),
+             "portrait in a scene": (scene, 1), "green": (Image.new("RGB", (200, 200), (90, 160, 60)), 0)}
+    cases.update({f"photo {k}": (photo, 0) for k, photo in enumerate(_photos_without_faces())})
+    for name, (image, faces) in cases.items():
+        gray = attributes.face_gray(attributes.analysis_pixels(image))
+        for cascade, expected in ((attributes.FACE_CASCADE, faces), (attributes.CAT_FACE_CASCADE, 0)):
+            boxes = attributes.face_boxes(gray, cascade)
+            np.testing.assert_array_equal(boxes, _boxes_with_every_window(gray, cascade), err_msg=name)
+            assert len(boxes) == expected, (name, cascade)
+    portrait_gray = attributes.face_gray(attributes.analysis_pixels(portrait))
+    assert attributes.face_boxes(portrait_gray, attributes.FACE_CASCADE).tolist() == [[83, 58, 116, 116]]
+
+
+def test_chroma_percentile_from_the_histogram_is_numpys_percentile():
+    rng = np.random.default_rng(0)
+    for h, w in [(1, 1), (1, 2), (3, 7), (20, 21), (61, 80)]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        rgb[: h // 2, :, 1] = rgb[: h // 2, :, 0]  # ties, as in real images
+        expected = np.percentile((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)) / 255.0, 95)
+        assert attributes.chroma_p95(rgb) == expected
+
+
+def test_cam_concentrations_of_a_batch_equal_one_map_at_a_time():
+    cams = np.random.default_rng(0).random((5, 7, 7)) ** 4
+    cams[2] = 0.0
+    batch = attributes.cam_concentrations(cams)
+    for cam, value in zip(cams, batch):
+        assert (np.isnan(value) and np.isnan(cam_concentration(cam))) or value == cam_concentration(cam)
+
+
+def test_threads_give_the_attributes_one_thread_gives(tmp_path):
+    """compute_attributes (the Trends page's button) runs images on several threads: they
+    must not share a cascade, whose detectMultiScale keeps its image in the object."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(12):
+        pixels = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+        paths.append(tmp_path / f"{k}.jpg")
+        Image.fromarray(pixels).resize((320, 240), Image.BICUBIC).save(paths[-1])
+    paths[3] = tmp_path / "missing.jpg"
+    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(12)], "path": [str(p) for p in paths],
+                          "cam_index": range(12)})
+    cams = rng.random((12, 2, 4, 4)).astype(np.float16)
+    one = compute_attributes(table, cams, workers=1)
+    assert not one.loc[3, "monochrome"] and np.isnan(one.loc[3, "brightness"])  # unreadable: NaN, no flags
+    for _ in range(3):
+        pd.testing.assert_frame_equal(compute_attributes(table, cams, workers=4), one)

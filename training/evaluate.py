@@ -1,4 +1,4 @@
-"""Evaluate a run's checkpoint: predictions.parquet, cams.npy and metrics.json in the run dir.
+"""Evaluate a run's checkpoint: predictions.parquet, cams.npy, attributes.parquet and metrics.json in the run dir.
 
   python -m training.evaluate --run workspace/runs/fi-vgg19 --dataset workspace/datasets/fi --split test
 """
@@ -18,7 +18,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="dataset dir holding manifest.parquet")
     parser.add_argument("--split", default="test", help="split(s) to evaluate, comma-separated (default: test)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader worker processes (default 2); they also compute the image attributes "
+                             "(about 35 photos/s per worker), so give a GPU enough of them to keep up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda when available)")
     parser.add_argument("--no-attributes", dest="attributes", action="store_false",

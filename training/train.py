@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from emotion_core.dataset import ImageDataset, read_manifest, split_rows
-from emotion_core.evaluation import evaluate_run
+from emotion_core.evaluation import PREFETCH_BATCHES, evaluate_run
 from emotion_core.fileio import write_csv, write_json
 from emotion_core.labels import EMOTIONS
 from emotion_core.model import ModelConfig, build_model, parameters_in_groups, read_checkpoint, save_checkpoint
@@ -286,9 +286,12 @@ def _train_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, devic
     sampler = GlobalBatchSampler(rows["label_idx"].tolist(), config.batch_size, seed=config.seed, rank=info.rank,
                                  world_size=info.world_size, balanced=config.balanced_sampler)
     # Workers are seeded from this generator, re-seeded every epoch, so augmentation
-    # is a function of (seed, epoch) and --resume repeats it exactly.
+    # is a function of (seed, epoch) and --resume repeats it exactly. That is why they
+    # are not persistent: a persistent worker is seeded once and would carry its random
+    # state from epoch to epoch.
     loader = DataLoader(ImageDataset(rows, transform, config.input_size), batch_sampler=sampler,
                         num_workers=config.workers, pin_memory=device.type == "cuda",
+                        prefetch_factor=PREFETCH_BATCHES if config.workers else None,
                         generator=torch.Generator())
     return loader, sampler
 
@@ -297,7 +300,8 @@ def _dev_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device:
     shard = rows.iloc[info.rank::info.world_size]  # no padding: the gathered sums are exact
     return DataLoader(ImageDataset(shard, eval_transform(config.input_size), config.input_size),
                       batch_size=max(1, config.batch_size // info.world_size), num_workers=min(config.workers, 2),
-                      pin_memory=device.type == "cuda")
+                      pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
+                      prefetch_factor=PREFETCH_BATCHES if config.workers else None)
 
 
 def _class_weights(rows: pd.DataFrame, device: torch.device) -> torch.Tensor:
