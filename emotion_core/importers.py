@@ -1,26 +1,32 @@
-"""Importing FI vote files, class folders and manifest CSVs into one manifest table.
+"""Importing FI vote files, class folders and manifest CSVs into one manifest table, and
+what every importer shares (the report, image checks, class names, JSON with line numbers).
 
-Every importer returns (manifest, report). The manifest follows DESIGN.md:
-image_id, path, label, agree, disagree, split, source (+ optional votes_<emotion>).
-Bad input raises DataImportError with one line naming the file and line.
+Every importer returns (manifest, report, classes). The manifest follows DESIGN.md:
+image_id, path, label, agree, disagree, split, source (+ optional votes_<class> and
+format-specific columns); every label is an id of `classes`. Bad input raises
+DataImportError with one line naming the file and line. The other formats live in
+import_emoset, import_ldl and import_emotion6.
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
+import json
 import os
+import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import pandas as pd
 from tqdm import tqdm
 
 from emotion_core.images import MISSING, NOT_AN_IMAGE, ImageLoadError, is_placeholder, load_image
-from emotion_core.labels import EMOTIONS, parse_emotion
+from emotion_core.labels import EMOTIONS, FI_CLASSES, ClassSet, parse_emotion
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 SKIP_MISSING, SKIP_UNREADABLE, SKIP_PLACEHOLDER = MISSING, NOT_AN_IMAGE, "placeholder"
@@ -42,6 +48,8 @@ class ImportReport:
     ambiguous: list[dict] = field(default_factory=list)
     skipped: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     kept: Counter = field(default_factory=Counter)
+    classes: ClassSet = FI_CLASSES   # per_class follows the dataset's classes
+    details: dict = field(default_factory=dict)  # format-specific counts (EmoSet attributes, ...)
 
     def to_dict(self) -> dict:
         return {
@@ -55,10 +63,11 @@ class ImportReport:
             "kept_total": sum(self.kept.values()),
             "skipped_total": sum(sum(c.values()) for c in self.skipped.values()),
             "per_class": {e: {"kept": self.kept.get(e, 0), "skipped": dict(self.skipped.get(e, {}))}
-                          for e in EMOTIONS},
+                          for e in self.classes.names},
             "skipped_by_reason": dict(sum(self.skipped.values(), Counter())),
             "found_in": {where: self.found_in[where] for where in (FOUND_OWN, FOUND_OTHER, FOUND_FLAT)
                          if self.found_in},
+            "details": self.details,
         }
 
 
@@ -191,7 +200,7 @@ def locate_images(labelled: pd.DataFrame, emotions_of: dict[str, set[str]],
 
 
 def import_fi(votes_dir: str | os.PathLike, images_dir: str | os.PathLike, *,
-              workers: int | None = None) -> tuple[pd.DataFrame, ImportReport]:
+              workers: int | None = None) -> tuple[pd.DataFrame, ImportReport, ClassSet]:
     votes_dir, images_dir = Path(votes_dir), Path(images_dir)
     report = ImportReport(source=f"fi votes={votes_dir} images={images_dir}")
     rows = [row for emotion, paths in find_vote_files(votes_dir).items()
@@ -213,15 +222,15 @@ def import_fi(votes_dir: str | os.PathLike, images_dir: str | os.PathLike, *,
     labelled["file_name"] = labelled["url"].map(lambda u: os.path.basename(urlsplit(u).path))
     emotions_of = rows.groupby("key")["label"].agg(set).to_dict()
     labelled["path"], labelled["found_in"] = locate_images(labelled, emotions_of, images_dir)
-    labelled["image_id"] = _unique_ids(labelled["file_name"].map(lambda n: Path(n).stem), labelled["key"])
+    labelled["image_id"] = unique_ids(labelled["file_name"].map(lambda n: Path(n).stem), labelled["key"])
     labelled["source"] = labelled["url"]
     labelled = labelled.drop(columns=["url", "key", "where", "file_name"])
-    manifest = _keep_loadable(labelled, report, workers)
+    manifest = keep_loadable(labelled, report, workers)
     report.found_in = Counter(manifest["found_in"])
-    return manifest, report
+    return manifest, report, FI_CLASSES
 
 
-def _unique_ids(stems: pd.Series, keys: pd.Series) -> list[str]:
+def unique_ids(stems: pd.Series, keys: pd.Series) -> list[str]:
     """Stems as ids; a stem shared by different keys gets a short hash of its key."""
     counts = Counter(stems)
     return [s if counts[s] == 1 else f"{s}-{hashlib.sha1(k.encode()).hexdigest()[:8]}"
@@ -230,29 +239,69 @@ def _unique_ids(stems: pd.Series, keys: pd.Series) -> list[str]:
 
 # ---- class folders -----------------------------------------------------------------------
 
-def import_folder(root: str | os.PathLike, *, workers: int | None = None) -> tuple[pd.DataFrame, ImportReport]:
-    """<root>/<emotion>/<file>, folder names matched case-insensitively; no votes."""
+LABEL_FROM = ("folder", "prefix")
+
+
+def import_folder(root: str | os.PathLike, *, label_from: str = "folder", classes: ClassSet = FI_CLASSES,
+                  aliases: Mapping[str, str] | None = None,
+                  workers: int | None = None) -> tuple[pd.DataFrame, ImportReport, ClassSet]:
+    """Images labelled by their folder, <root>/<class>/<file> (label_from='folder'), or by their
+    name's prefix in one flat folder, <root>/<class>_xxx.jpg (label_from='prefix', e.g. ArtPhoto).
+    Names are matched case-insensitively to `classes` or, via `aliases`, to a class ('sad' ->
+    'sadness'); no votes."""
+    if label_from not in LABEL_FROM:
+        raise ValueError(f"label_from {label_from!r}; valid: {', '.join(LABEL_FROM)}")
     root = Path(root)
     if not root.is_dir():
         raise DataImportError(f"{root}: folder not found")
-    report = ImportReport(source=f"folder {root}")
+    report = ImportReport(source=f"folder {root} ({label_from})", classes=classes)
+    labelled = (_files_by_folder if label_from == "folder" else _files_by_prefix)(root, classes, aliases or {})
     rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            emotion = parse_emotion(folder.name)
-        except ValueError:
-            raise DataImportError(f"{folder}: folder name is not an emotion; valid: {', '.join(EMOTIONS)}") from None
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                report.skipped[emotion][SKIP_UNREADABLE] += 1
-                continue
-            rows.append({"image_id": path.relative_to(root).with_suffix("").as_posix(),
-                         "path": str(path.resolve()), "label": emotion, "agree": pd.NA,
-                         "disagree": pd.NA, "source": ""})
+    for path, label in labelled:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.skipped[label][SKIP_UNREADABLE] += 1
+            continue
+        rows.append({"image_id": path.relative_to(root).with_suffix("").as_posix(),
+                     "path": str(path.resolve()), "label": label, "agree": pd.NA,
+                     "disagree": pd.NA, "source": ""})
     report.rows_read = len(rows)
     if not rows:
-        raise DataImportError(f"{root}: no images in <root>/<emotion>/ folders")
-    return _keep_loadable(pd.DataFrame(rows), report, workers), report
+        where = "<root>/<class>/ folders" if label_from == "folder" else "<root>/<class>_*.jpg files"
+        raise DataImportError(f"{root}: no images in {where}")
+    return keep_loadable(pd.DataFrame(rows), report, workers), report, classes
+
+
+def _visible_files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+
+
+def _files_by_folder(root: Path, classes: ClassSet, aliases: Mapping[str, str]) -> list[tuple[Path, str]]:
+    labelled = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            label = class_of(folder.name, classes, aliases)
+        except ValueError:
+            raise DataImportError(f"{folder}: folder name is not an emotion; "
+                                  f"valid: {', '.join(classes.names)}") from None
+        labelled += [(path, label) for path in _visible_files(folder, recursive=True)]
+    return labelled
+
+
+def _files_by_prefix(root: Path, classes: ClassSet, aliases: Mapping[str, str]) -> list[tuple[Path, str]]:
+    labelled = []
+    for path in _visible_files(root, recursive=False):
+        prefix = path.stem.split("_")[0] if "_" in path.stem else ""
+        try:
+            labelled.append((path, class_of(prefix, classes, aliases)))
+        except ValueError:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue  # a stray non-image file without a class prefix is no image of ours
+            raise DataImportError(
+                f"{path}: name prefix {prefix!r} is not a class (expected <class>_xxx{path.suffix}); "
+                f"valid: {', '.join(classes.names)}; map other prefixes in a --classes file "
+                "(a line like 'sadness = sad')") from None
+    return labelled
 
 
 # ---- manifest CSV ------------------------------------------------------------------------
@@ -292,20 +341,22 @@ def _rows_with_lines(reader, file_name: str) -> tuple[pd.DataFrame, list[int]]:
 
 
 def import_manifest(csv_path: str | os.PathLike, *, path_column: str = "path", label_column: str = "label",
-                    workers: int | None = None) -> tuple[pd.DataFrame, ImportReport]:
-    """A CSV with at least a path and a label column; votes, split, image_id optional."""
+                    classes: ClassSet = FI_CLASSES, aliases: Mapping[str, str] | None = None,
+                    workers: int | None = None) -> tuple[pd.DataFrame, ImportReport, ClassSet]:
+    """A CSV with at least a path and a label column (labels: ids, display names or aliases of
+    `classes`); votes (agree, disagree, votes_<class>), split, image_id optional."""
     csv_path = Path(csv_path)
     table, lines = read_manifest_csv(csv_path)
     name = csv_path.name
     for column in (path_column, label_column):
         if column not in table.columns:
             raise DataImportError(f"{name}: missing column {column!r}; columns are {', '.join(table.columns)}")
-    report = ImportReport(source=f"manifest {csv_path}", rows_read=len(table))
+    report = ImportReport(source=f"manifest {csv_path}", rows_read=len(table), classes=classes)
     if table.empty:
         raise DataImportError(f"{name}: no rows")
     frame = pd.DataFrame({"path": [_resolve(p, csv_path.parent) for p in table[path_column]]})
     _refuse_repeats(frame["path"], table[path_column], "path", name, lines)
-    frame["label"] = [_label_at(v, name, line) for v, line in zip(table[label_column], lines)]
+    frame["label"] = [_label_at(v, name, line, classes, aliases) for v, line in zip(table[label_column], lines)]
     for column in ("agree", "disagree"):
         frame[column] = _int_column(table, column, name, lines)
     frame["image_id"] = table["image_id"] if "image_id" in table else _default_ids(table[path_column])
@@ -313,14 +364,14 @@ def import_manifest(csv_path: str | os.PathLike, *, path_column: str = "path", l
     frame["source"] = table["source"] if "source" in table else ""
     if "split" in table:
         frame["split"] = [_split_at(v, name, line) for v, line in zip(table["split"], lines)]
-    for emotion in EMOTIONS:
+    for emotion in classes.names:
         if f"votes_{emotion}" in table:
             frame[f"votes_{emotion}"] = _int_column(table, f"votes_{emotion}", name, lines)
     handled = {path_column, label_column, "agree", "disagree", "image_id", "source", "split"}
     for column in table.columns:  # the user's own metadata travels along as text
         if column not in handled and column not in frame:
             frame[column] = table[column]
-    return _keep_loadable(frame, report, workers), report
+    return keep_loadable(frame, report, workers), report, classes
 
 
 def _refuse_repeats(keys: pd.Series, shown: pd.Series, what: str, file_name: str, lines: list[int]) -> None:
@@ -338,9 +389,10 @@ def _resolve(path: str, base: Path) -> str:
     return os.path.normpath(candidate) if candidate.is_absolute() else str((base / candidate).resolve())
 
 
-def _label_at(value: str, file_name: str, line: int) -> str:
+def _label_at(value: str, file_name: str, line: int, classes: ClassSet,
+              aliases: Mapping[str, str] | None) -> str:
     try:
-        return parse_emotion(value)
+        return class_of(value, classes, aliases)
     except ValueError as err:
         raise DataImportError(f"{file_name} line {line}: {err}") from None
 
@@ -366,7 +418,7 @@ def _int_column(table: pd.DataFrame, column: str, file_name: str, lines: list[in
 
 def _default_ids(paths: pd.Series) -> list[str]:
     stems = paths.map(lambda p: Path(p).with_suffix("").as_posix().lstrip("./"))
-    return _unique_ids(stems, paths)
+    return unique_ids(stems, paths)
 
 
 # ---- shared: checking images -------------------------------------------------------------
@@ -383,12 +435,20 @@ def check_image(path: str) -> str | None:
     return SKIP_PLACEHOLDER if is_placeholder(image) else None
 
 
-def _keep_loadable(frame: pd.DataFrame, report: ImportReport, workers: int | None,
-                   check: Callable[[str], str | None] = check_image) -> pd.DataFrame:
-    # Decoding releases the GIL, so threads check images in parallel.
+def parallel_map(function: Callable, items: Iterable, *, total: int, desc: str, unit: str,
+                 workers: int | None) -> list:
+    """function(item) for every item, in order, on threads (file reads and image decoding
+    release the GIL), with a progress bar. An exception in any call is raised here."""
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
-        reasons = list(tqdm(pool.map(check, frame["path"]), total=len(frame),
-                            desc="checking images", unit="img", leave=False))
+        # disable=None: no bar when stderr is not a terminal (logs, pipes), so an error stays one line there
+        return list(tqdm(pool.map(function, items), total=total, desc=desc, unit=unit, leave=False, disable=None))
+
+
+def keep_loadable(frame: pd.DataFrame, report: ImportReport, workers: int | None,
+                  check: Callable[[str], str | None] = check_image) -> pd.DataFrame:
+    """The rows whose image is usable; the others are counted per label and reason."""
+    reasons = parallel_map(check, frame["path"], total=len(frame), desc="checking images", unit="img",
+                           workers=workers)
     for label, reason in zip(frame["label"], reasons):
         if reason:
             report.skipped[label][reason] += 1
@@ -398,6 +458,75 @@ def _keep_loadable(frame: pd.DataFrame, report: ImportReport, workers: int | Non
     for column in ("agree", "disagree"):
         kept[column] = kept[column].astype("Int64")
     return kept
+
+
+# ---- shared: class names, text and JSON files with line numbers ---------------------------
+
+def class_of(name: str, classes: ClassSet, aliases: Mapping[str, str] | None = None) -> str:
+    """A name as written in a dataset ('Sad ', 'ANGER') as a class id of `classes`: an id, a
+    display name or an alias (aliases map lower-case names to ids). ValueError lists the valid."""
+    key = str(name).strip().lower()
+    if aliases and key in aliases:
+        return aliases[key]
+    return classes.parse(name)
+
+
+def read_text(path: Path, shown: str) -> str:
+    """A text file's content (UTF-8, a BOM dropped); `shown` names it in errors."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DataImportError(f"{shown}: file not found") from None
+    except UnicodeDecodeError as err:
+        raise DataImportError(f"{shown}: not UTF-8 text (byte {err.start})") from None
+
+
+def text_lines(path: Path, shown: str) -> list[tuple[int, str]]:
+    """(line number, stripped line) of every non-blank line; CRLF and CR end lines too."""
+    lines = re.split("\r\n|\r|\n", read_text(path, shown))
+    return [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def load_json(text: str, shown: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataImportError(f"{shown} line {err.lineno}: not JSON ({err.msg})") from None
+
+
+def line_finder(text: str) -> Callable[[int], int]:
+    """Character offset -> 1-based line number, for a text searched many times."""
+    newlines = [match.start() for match in re.finditer("\n", text)]
+    return lambda offset: bisect.bisect_left(newlines, offset) + 1
+
+
+def json_array_items(text: str, start: int) -> list[tuple[int, object]]:
+    """(offset, value) of every element of the JSON array whose '[' is at text[start];
+    the text must be valid JSON (load_json first): the offsets give errors their line."""
+    decoder, items = json.JSONDecoder(), []
+    at = _skip_space(text, start + 1)
+    while text[at] != "]":
+        value, end = decoder.raw_decode(text, at)
+        items.append((at, value))
+        at = _skip_space(text, end)
+        if text[at] == ",":
+            at = _skip_space(text, at + 1)
+    return items
+
+
+def read_json_list(path: Path, shown: str) -> list[tuple[int, object]]:
+    """(line, entry) of every entry of a file holding one JSON list."""
+    text = read_text(path, shown)
+    if not isinstance(load_json(text, shown), list):
+        raise DataImportError(f"{shown} line 1: expected a JSON list of entries")
+    line_of = line_finder(text)
+    return [(line_of(offset), value) for offset, value in json_array_items(text, _skip_space(text, 0))]
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
 
 
 def ordered_columns(frame: pd.DataFrame) -> list[str]:

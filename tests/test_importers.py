@@ -43,7 +43,7 @@ def fi_tree(tmp_path):
 
 def test_fi_rules(fi_tree):
     votes, images = fi_tree
-    manifest, report = import_fi(votes, images)
+    manifest, report, _ = import_fi(votes, images)
     labels = dict(zip(manifest["image_id"], manifest["label"]))
     assert labels == {"a1": "anger", "big": "anger", "dup": "sadness"}
     row = manifest.set_index("image_id").loc["big"]
@@ -78,7 +78,7 @@ def test_folder_import_case_insensitive_and_skips(tmp_path):
     save_noise_image(tmp_path / "root" / "Anger" / "x.jpg")
     save_noise_image(tmp_path / "root" / "AWE" / "y.png", fmt="PNG")
     (tmp_path / "root" / "AWE" / "notes.txt").write_text("hi")
-    manifest, report = import_folder(tmp_path / "root")
+    manifest, report, _ = import_folder(tmp_path / "root")
     assert sorted(manifest["label"]) == ["anger", "awe"]
     assert manifest["agree"].isna().all()
     assert report.to_dict()["per_class"]["awe"]["skipped"] == {"unreadable": 1}
@@ -97,7 +97,7 @@ def test_manifest_import(tmp_path):
     save_noise_image(tmp_path / "img" / "a.jpg")
     save_noise_image(tmp_path / "img" / "b.jpg", seed=1)
     (tmp_path / "m.csv").write_text("path,label,agree,disagree,photographer\nimg/a.jpg,Anger,3,2,ann\nimg/b.jpg,awe,,,bob\n")
-    manifest, _ = import_manifest(tmp_path / "m.csv")
+    manifest, _, _ = import_manifest(tmp_path / "m.csv")
     assert list(manifest["label"]) == ["anger", "awe"]
     assert manifest["agree"].tolist()[0] == 3 and pd.isna(manifest["agree"].tolist()[1])
     assert list(manifest["photographer"]) == ["ann", "bob"]
@@ -152,7 +152,7 @@ def test_fi_finds_images_in_any_of_its_emotion_folders_in_any_case_and_flat(tmp_
     save_noise_image(images / "ANGER" / "own.jpg", seed=1)
     save_noise_image(images / "Sadness" / "other.jpg", seed=2)
     save_noise_image(images / "flat.jpg", seed=3)
-    manifest, report = import_fi(votes, images)
+    manifest, report, _ = import_fi(votes, images)
     found = dict(zip(manifest["image_id"], manifest["found_in"]))
     assert found == {"own": "own_emotion_folder", "other": "other_emotion_folder", "flat": "flat_folder"}
     assert set(manifest["label"]) == {"anger"}
@@ -190,7 +190,7 @@ def test_fi_same_image_listed_twice_is_merged_and_named(tmp_path):
     # the same rows again: another scheme, host case, a second file (a re-download's vote file)
     write_votes(votes, "anger_2.csv", ["", "1,HTTPS://Farm.Example/a.jpg,1,4", "2,http://farm.example/m.jpg,3,2"])
     save_noise_image(images / "anger" / "a.jpg")
-    manifest, report = import_fi(votes, images)
+    manifest, report, _ = import_fi(votes, images)
     assert list(manifest["image_id"]) == ["a"]
     summary = report.to_dict()
     assert summary["rows_read"] == 4 and summary["minority_votes"] == 1 and summary["duplicates_resolved"] == 0
@@ -214,7 +214,7 @@ def test_fi_scheme_and_host_case_variants_across_emotions_are_one_image(tmp_path
     write_votes(votes, "anger_1.csv", ["1,http://farm.example/a.jpg,1,4"])
     write_votes(votes, "fear_1.csv", ["1,https://FARM.example/a.jpg,0,5"])
     save_noise_image(images / "anger" / "a.jpg")
-    manifest, report = import_fi(votes, images)
+    manifest, report, _ = import_fi(votes, images)
     assert list(zip(manifest["image_id"], manifest["label"])) == [("a", "fear")]
     assert manifest["found_in"].tolist() == ["other_emotion_folder"]
     assert report.duplicates_resolved == 1
@@ -230,7 +230,7 @@ def test_fi_least_divisive_is_highest_agree_share_then_most_agree_votes(tmp_path
     write_votes(votes, "fear_1.csv", ["1,http://x/t.jpg,1,4"])
     save_noise_image(images / "anger" / "s.jpg")
     save_noise_image(images / "awe" / "t.jpg", seed=1)
-    manifest, report = import_fi(votes, images)
+    manifest, report, _ = import_fi(votes, images)
     assert dict(zip(manifest["image_id"], manifest["label"])) == {"s": "anger", "t": "awe"}
     assert report.duplicates_resolved == 2 and report.ambiguous == []
 
@@ -238,7 +238,7 @@ def test_fi_least_divisive_is_highest_agree_share_then_most_agree_votes(tmp_path
 def test_manifest_strips_header_names_and_paths(tmp_path):
     save_noise_image(tmp_path / "img" / "a.jpg")
     (tmp_path / "m.csv").write_text(" path , label ,agree\n img/a.jpg , anger , 3 \n")
-    manifest, _ = import_manifest(tmp_path / "m.csv")
+    manifest, _, _ = import_manifest(tmp_path / "m.csv")
     assert manifest["path"].tolist() == [str(tmp_path / "img" / "a.jpg")]
     assert manifest["label"].tolist() == ["anger"] and manifest["agree"].tolist() == [3]
 
