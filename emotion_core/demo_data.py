@@ -1,14 +1,19 @@
 """Seeded synthetic images for the built-in demo (SYNTHETIC: not FI, not real photos).
 
 Each emotion gets a drawn scene with its own colours and motif. The paper's failure
-modes are planted in a share of images and recorded in `demo_trait`:
-  anger shown in black and white (the paper: Anger -> Sadness, 11 of 16 monochrome),
-  sadness on green nature backgrounds (Sadness -> Contentment),
-  sadness in red, warm close-ups (Sadness -> Anger),
-  contentment with animal faces (Contentment -> Sadness, non-human faces),
-  sadness with text in the image.
-The failure modes are rare in the training split and common in dev and test.
-Planted images also get more divided simulated votes, like FI's ambiguous images.
+modes are planted and recorded in `demo_trait`. A planted image is drawn as a scene of
+the emotion it gets mistaken for (that emotion's background and motif at full strength,
+its own motif only faint) with a trait that many training images of that other emotion
+share (CONFOUNDERS), so any model that fits the training images makes the mistake,
+whatever its seed, CPU or thread count:
+  anger in black and white, a sad scene           -> Sadness     (the paper: 11 of 16 monochrome)
+  sadness on a green nature background, sunny    -> Contentment
+  sadness in red, warm close-ups of angry scenes  -> Anger
+  contentment with animal faces on a sad scene    -> Sadness     (non-human faces)
+  sadness as sad words on a cheerful scene        -> Amusement   (text in images)
+Planted images are never in the training split and added to dev and test in numbers that
+give every planted cell several images. They also get more divided simulated votes, like
+FI's ambiguous images.
 """
 from __future__ import annotations
 
@@ -19,25 +24,49 @@ from PIL import Image, ImageDraw, ImageFont
 
 from emotion_core.labels import EMOTIONS
 
-# (emotion, trait, share of that emotion's images). The failure modes are rare in their
-# own class; the confounders make the trait common in the class it gets mistaken for,
-# as black-and-white photos are common among FI's sad images.
+
+@dataclass(frozen=True)
+class FailureMode:
+    emotion: str     # the true label
+    trait: str       # what is planted, recorded in demo_trait (a tag name of the vocabulary)
+    looks_like: str  # the emotion whose scene the image shows: the prediction it forces
+
+
 PLANTED = (
-    ("anger", "monochrome", 0.22),
-    ("sadness", "nature background", 0.20),
-    ("sadness", "red/warm tones", 0.12),
-    ("sadness", "text in image", 0.10),
-    ("contentment", "non-human face", 0.18),
+    FailureMode("anger", "monochrome", "sadness"),
+    FailureMode("sadness", "nature background", "contentment"),
+    FailureMode("sadness", "red/warm tones", "anger"),
+    FailureMode("contentment", "non-human face", "sadness"),
+    FailureMode("sadness", "text in image", "amusement"),
 )
+# Per failure mode, planted images added to a split, as a share of its emotion's ordinary
+# images there: none in training (the model only ever sees the other class's look, as FI's
+# model saw too few images with text to learn from), several per cell in dev and test
+# (22 test images per class at the default size give 11 planted ones per mode).
+PLANTED_SHARE = {"train": 0.0, "dev": 0.5, "test": 0.5}
+# (emotion, trait, share of its ordinary images): every planted trait is common in the
+# class its failure mode is mistaken for (as black-and-white photos are among FI's sad
+# images), so a planted image looks like many training images of that class and like
+# almost none of its own: a model that fits the training images cannot get it right.
+# (Nature backgrounds need no confounder: they are contentment's own background.)
 CONFOUNDERS = (
     ("sadness", "monochrome", 0.30),
-    ("sadness", "non-human face", 0.15),
+    ("sadness", "non-human face", 0.30),
+    ("anger", "red/warm tones", 0.30),
+    ("amusement", "text in image", 0.40),
 )
 MONOCHROME_LEVEL = 118.0
-TRAIN_SHARE = 0.2  # failure modes are this much rarer in the training split
 BORROWED_BACKGROUND = 0.2  # share of ordinary images drawn on another emotion's background
-_FAILURE_MODES = {(emotion, trait) for emotion, trait, _ in PLANTED}
+FAINT_OWN_MOTIF = 0.12     # most a planted image shows of its own emotion's motif
+_MODES = {(mode.emotion, mode.trait): mode for mode in PLANTED}
+# Backgrounds an ordinary image may borrow: never the scene of one of its emotion's failure
+# modes, so that every image with that look is planted, and recorded as such.
+_FORCED = {(mode.emotion, mode.looks_like) for mode in PLANTED}
+_BORROWABLE = {label: [e for e in EMOTIONS if (label, e) not in _FORCED] for label in EMOTIONS}
+# Words written into an image, by its true emotion. Amusing captions use any words (as
+# memes do), sad ones too: the network sees text, not its meaning, as in the paper.
 SAD_WORDS = ("RIP", "MISS YOU", "GOODBYE", "LOST", "ALONE")
+WORDS = {"sadness": SAD_WORDS, "amusement": SAD_WORDS + ("LOL", "HAHA", "FUN!", "OOPS")}
 
 
 @dataclass
@@ -52,30 +81,34 @@ class DemoImage:
 
 def generate(n_per_class: int, size: int = 64, seed: int = 0,
              split: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> list[DemoImage]:
-    """Images with their split: failure modes are rare in train and common in dev/test,
-    so that a model trained on them shows the paper's errors when evaluated."""
+    """Images with their split: n_per_class ordinary images per emotion, plus the planted
+    failure modes in dev and test (PLANTED_SHARE)."""
     rng = np.random.default_rng(seed)
     items = []
     for label in EMOTIONS:
         n_dev, n_test = round(n_per_class * split[1]), round(n_per_class * split[2])
         for part, count in (("train", n_per_class - n_dev - n_test), ("dev", n_dev), ("test", n_test)):
-            for trait in _assign_traits(label, count, rng, TRAIN_SHARE if part == "train" else 1.0):
-                failure_mode = (label, trait) in _FAILURE_MODES
-                image = _draw(label, trait, size, rng, faint=failure_mode)
-                agree, disagree = simulate_votes(rng, ambiguous=failure_mode)
+            for trait in _assign_traits(label, part, count, rng):
+                mode = _MODES.get((label, trait))
+                image = _draw(label, trait, size, rng, looks_like=mode.looks_like if mode else None)
+                agree, disagree = simulate_votes(rng, ambiguous=mode is not None)
                 items.append(DemoImage(image, label, trait, agree, disagree, part))
     return items
 
 
-def _assign_traits(label: str, count: int, rng: np.random.Generator, failure_scale: float) -> list[str]:
+def _assign_traits(label: str, part: str, count: int, rng: np.random.Generator) -> list[str]:
+    """Traits of one emotion's images in one split: `count` ordinary images (some with a
+    confounder) and the planted ones on top, in random order."""
     traits = [""] * count
     position = 0
-    for emotion, trait, share in PLANTED + CONFOUNDERS:
+    for emotion, trait, share in CONFOUNDERS:
         if emotion == label:
-            scale = failure_scale if (emotion, trait) in _FAILURE_MODES else 1.0
-            n = int(round(share * scale * count))
+            n = int(round(share * count))
             traits[position:position + n] = [trait] * n
             position += n
+    for mode in PLANTED:
+        if mode.emotion == label:
+            traits += [mode.trait] * int(round(PLANTED_SHARE[part] * count))
     return list(rng.permutation(traits))
 
 
@@ -88,22 +121,24 @@ def simulate_votes(rng: np.random.Generator, ambiguous: bool, voters: int = 5) -
             return agree, voters - agree
 
 
-def _draw(label: str, trait: str, size: int, rng: np.random.Generator, faint: bool) -> Image.Image:
+def _draw(label: str, trait: str, size: int, rng: np.random.Generator, looks_like: str | None) -> Image.Image:
+    """A scene of `looks_like` (a planted image) or of `label`, then the trait."""
+    scene = looks_like or label
+    background = scene
+    if not trait and rng.random() < BORROWED_BACKGROUND:  # scenes are not always typical
+        background = _BORROWABLE[label][rng.integers(len(_BORROWABLE[label]))]
     canvas = Image.new("RGB", (size, size))
-    background = "nature" if trait == "nature background" else label
-    if not trait and rng.random() < BORROWED_BACKGROUND:
-        background = EMOTIONS[rng.integers(len(EMOTIONS))]  # scenes are not always typical
     _BACKGROUNDS[background](ImageDraw.Draw(canvas), size, rng)
-    with_motif = canvas.copy()
-    _MOTIFS[label](ImageDraw.Draw(with_motif), size, rng)
-    # Planted images show their own emotion's motif only faintly: the trait dominates.
-    strength = rng.uniform(0.0, 0.3) if faint else rng.uniform(0.45, 1.0)
-    canvas = Image.blend(canvas, with_motif, strength)
+    # a planted image shows the other class's scene at its clearest
+    canvas = _with_motif(canvas, scene, rng.uniform(0.8 if looks_like else 0.45, 1.0), rng)
+    if looks_like:
+        # only a hint of the true emotion: too faint to outweigh the other scene
+        canvas = _with_motif(canvas, label, rng.uniform(0.0, FAINT_OWN_MOTIF), rng)
     draw = ImageDraw.Draw(canvas)
     if trait == "non-human face":
         _animal_face(draw, size, rng)
     if trait == "text in image":
-        _text(draw, size, rng)
+        _text(draw, WORDS[label], size, rng)
     pixels = np.asarray(canvas).astype(np.float32)
     pixels += rng.normal(0, 10, pixels.shape)  # sensor-like noise (gray noise once desaturated)
     if trait == "red/warm tones":
@@ -113,6 +148,12 @@ def _draw(label: str, trait: str, size: int, rng: np.random.Generator, faint: bo
         # black and white photos share a mid-gray tone, whatever the scene's colours
         pixels = (gray - gray.mean() + MONOCHROME_LEVEL).repeat(3, axis=2)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _with_motif(canvas: Image.Image, emotion: str, strength: float, rng: np.random.Generator) -> Image.Image:
+    with_motif = canvas.copy()
+    _MOTIFS[emotion](ImageDraw.Draw(with_motif), size=canvas.width, rng=rng)
+    return Image.blend(canvas, with_motif, strength)
 
 
 def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator, amount: int = 20) -> tuple[int, ...]:
@@ -140,7 +181,6 @@ _BACKGROUNDS = {
     "excitement": _fill((240, 80, 200)),
     "fear": _fill((15, 15, 20)),
     "sadness": _fill((105, 115, 135)),
-    "nature": _sky_and_ground((150, 200, 240), (90, 180, 70)),
 }
 
 
@@ -212,7 +252,8 @@ def _animal_face(draw, size, rng):
         draw.ellipse([x + dx - 2, y - 3, x + dx + 2, y + 1], fill=(20, 20, 20))
 
 
-def _text(draw, size, rng):
-    word = SAD_WORDS[rng.integers(len(SAD_WORDS))]
+def _text(draw, words, size, rng):
+    word = words[rng.integers(len(words))]
     font = ImageFont.load_default(size=max(8, size // 6))
-    draw.text((rng.integers(2, size // 4), rng.integers(size // 3, 2 * size // 3)), word, fill=(250, 250, 250), font=font)
+    position = (rng.integers(2, size // 4), rng.integers(size // 3, 2 * size // 3))
+    draw.text(position, word, fill=(250, 250, 250), font=font, stroke_width=1, stroke_fill=(20, 20, 20))

@@ -11,7 +11,7 @@ import yaml
 
 from emotion_core.dataset import write_dataset
 from emotion_core.demo_data import generate
-from emotion_core.labels import EMOTIONS
+from emotion_core.labels import EMOTIONS, MIKELS8
 from emotion_core.model import ModelConfig, build_model, read_checkpoint
 from training.schedule import Stage, check_schedule, load_schedule, paper_schedule, schedule_to_dicts
 from training.train import TrainConfig, _optimizer_for, train
@@ -111,10 +111,17 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                     "-m", "training.train", *common, "--out", str(tmp_path / "two")],
                    check=True, cwd=ROOT, env=env, capture_output=True)
+    # Same steps: the epoch losses agree to rounding. The weights agree to a fraction of one
+    # step: Adam turns rounding noise in a gradient near zero into a step of up to lr (1e-3)
+    # either way, so a tighter weight tolerance depends on the data; a wrong sharding or order
+    # changes the losses and moves the weights by many steps.
+    history = {n: pd.read_csv(tmp_path / n / "history.csv") for n in ("one", "two")}
+    np.testing.assert_allclose(history["two"]["train_loss"], history["one"]["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(history["two"]["dev_loss"], history["one"]["dev_loss"], rtol=1e-4)
     one = read_checkpoint(tmp_path / "one" / "last.pt")["state_dict"]
     two = read_checkpoint(tmp_path / "two" / "last.pt")["state_dict"]
     for key in one:
-        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=5e-4, msg=key)
     assert read_checkpoint(tmp_path / "two" / "last.pt")["epoch"] == 2
     # the final evaluation is sharded over both processes and gathered in manifest order
     one_pred = pd.read_parquet(tmp_path / "one" / "predictions.parquet")
@@ -143,7 +150,9 @@ def test_end_of_training_evaluates_for_the_dashboard(tiny_dataset, tmp_path):
                    [Stage("all", ["all"], 1e-3, 1)])
     assert set(result["metrics"]) == {"dev"}
     assert (tmp_path / "run" / "predictions.parquet").exists() and (tmp_path / "run" / "metrics.json").exists()
-    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["classes"] == list(EMOTIONS)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["classes"] == MIKELS8.to_dict()
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert [c for c in history if c.startswith("dev_recall_")] == [f"dev_recall_{e}" for e in EMOTIONS]
 
 
 def test_search_writes_its_table(tiny_dataset, tmp_path):
@@ -183,8 +192,8 @@ def test_balanced_sampler_and_class_weights():
     assert 0.35 < share_of_rare < 0.65  # about half, against 10% without balancing
     plain = GlobalBatchSampler(labels, 10, seed=0).global_order()
     assert sorted(plain.tolist()) == list(range(100))
-    weights = _class_weights(pd.DataFrame({"label_idx": labels}), torch.device("cpu"))
-    assert weights[1] / weights[0] == pytest.approx(9.0)
+    weights = _class_weights(pd.DataFrame({"label_idx": labels}), torch.device("cpu"), 3)
+    assert weights[1] / weights[0] == pytest.approx(9.0) and len(weights) == 3
 
 
 def test_ranks_split_every_global_batch():

@@ -4,7 +4,10 @@ import pytest
 from scipy.stats import false_discovery_control, fisher_exact
 
 from emotion_core.attributes import read_attributes
+from emotion_core.demo_data import PLANTED
 from emotion_core.trends import (
+    AUTO,
+    TAG,
     benjamini_hochberg,
     cell_paragraph,
     cell_trend_table,
@@ -63,16 +66,31 @@ def test_markdown_numbers_match_the_table():
     assert markdown_report(predictions, features, [("anger", "sadness")]).count("misclassified as") == 1
 
 
+def researcher_tags(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The tags a researcher would give: every image's planted trait (the demo records it)."""
+    planted = predictions[predictions["demo_trait"].fillna("") != ""]
+    return planted[["image_id", "demo_trait"]].rename(columns={"demo_trait": "tag"})
+
+
 def test_discovery_finds_the_planted_failure_modes_on_the_demo(demo_workspace):
     run = demo_workspace / "runs" / "demo"
     predictions = pd.read_parquet(run / "predictions.parquet")
     predictions = predictions[predictions["split"] == "test"]
     attributes = read_attributes(run)
-    discovered = discover(predictions, image_features(predictions, attributes), attributes)
-    top = standouts(discovered, "anger", "sadness")
+    automatic = discover(predictions, image_features(predictions, attributes), attributes)
+    top = standouts(automatic, "anger", "sadness")
     assert top.iloc[0]["feature"] == "auto: monochrome" and top.iloc[0]["q_value"] < 0.05
-    warm = standouts(discovered, "sadness", "anger")
+    warm = standouts(automatic, "sadness", "anger")
     assert len(warm) and warm.iloc[0]["feature"] == "auto: red/warm tones"
+    # Every planted cell, with the tags a researcher gives: its trait is the first trend
+    # counted (tags and boolean attributes; a planted scene also differs in brightness and
+    # colourfulness, real differences that may rank higher in a cell with stray images).
+    tagged = discover(predictions, image_features(predictions, attributes, researcher_tags(predictions)))
+    for mode in PLANTED:
+        top = standouts(tagged, mode.emotion, mode.looks_like)
+        assert len(top), f"no {mode.emotion} -> {mode.looks_like} finding in the test split"
+        assert top.iloc[0]["feature"] in (AUTO + mode.trait, TAG + mode.trait), (mode, top)
+        assert top.iloc[0]["q_value"] < 0.05, (mode, top)
 
 
 def test_discovery_without_any_features_is_empty_not_an_error():

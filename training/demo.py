@@ -94,8 +94,8 @@ def _build(config: DemoConfig, progress: Progress | None, dataset_dir: Path, run
     report(0.02, "drawing synthetic images")
     _write_images(config, dataset_dir)
     report(0.10, "importing the synthetic images")
-    manifest, import_report = import_manifest(dataset_dir / "demo_manifest.csv", workers=4)
-    write_dataset(dataset_dir, manifest, {**import_report.to_dict(), "note": DEMO_NOTE})
+    manifest, import_report, classes = import_manifest(dataset_dir / "demo_manifest.csv", workers=4)
+    write_dataset(dataset_dir, manifest, {**import_report.to_dict(), "note": DEMO_NOTE}, classes)
     train_config = TrainConfig(dataset=str(dataset_dir), out=str(run_dir), arch="vgg_small", fc="8", dropout=0.3,
                                input_size=config.image_size, pretrained=False, batch_size=config.batch_size,
                                workers=0, seed=config.seed, eval_split="dev,test")
@@ -123,10 +123,12 @@ def _write_images(config: DemoConfig, dataset_dir: Path) -> None:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Build the synthetic demo dataset and run (CPU, about a minute).")
     defaults = DemoConfig()
-    parser.add_argument("--n-per-class", type=int, default=defaults.n_per_class, help="images per emotion (default 110)")
+    parser.add_argument("--n-per-class", type=int, default=defaults.n_per_class,
+                        help="ordinary images per emotion (default 110); dev and test get the planted ones on top")
     parser.add_argument("--image-size", type=int, default=defaults.image_size, help="image side in pixels (default 64)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default 12)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of images, votes and training")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of images, votes and training (the planted failure modes appear with any seed)")
     parser.add_argument("--reuse", action="store_true", help="keep a finished demo instead of building it again")
     parser.add_argument("--progress-file", default=None,
                         help="also write progress as JSON here (the dashboard follows a build this way)")
