@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from emotion_core.dataset import ImageDataset  # noqa: E402
 from emotion_core.demo_data import generate  # noqa: E402
-from emotion_core.labels import EMOTION_INDEX  # noqa: E402
+from emotion_core.labels import FI_CLASSES  # noqa: E402
 from emotion_core.model import ModelConfig, build_model  # noqa: E402
 from emotion_core.transforms import train_transform  # noqa: E402
 from training.schedule import Stage  # noqa: E402
@@ -93,7 +93,7 @@ def loading_speed(size, batch_size, workers, steps) -> float:
         for i, item in enumerate(generate(max(4, batch_size * 3 // 8), size=64, seed=0)):
             path = Path(folder) / f"{i}.jpg"
             item.image.resize((500, 375)).save(path, quality=90)  # FI photos are about 500x375 JPEGs
-            rows.append({"path": str(path), "label_idx": EMOTION_INDEX[item.label]})
+            rows.append({"path": str(path), "label_idx": FI_CLASSES.index[item.label]})
         loader = DataLoader(ImageDataset(pd.DataFrame(rows), train_transform(size), size), batch_size=batch_size,
                             shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0)
         seen, started = 0, None

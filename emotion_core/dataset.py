@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
@@ -13,7 +14,7 @@ from emotion_core.attributes import pixel_row
 from emotion_core.fileio import write_json, write_parquet
 from emotion_core.images import ImageLoadError, load_image
 from emotion_core.importers import ordered_columns
-from emotion_core.labels import CLASSES_FILE, EMOTION_INDEX, EMOTIONS, FI_CLASSES, ClassSet
+from emotion_core.labels import CLASSES_FILE, FI_CLASSES, ClassSet, read_classes
 
 MANIFEST_FILE = "manifest.parquet"
 REPORT_FILE = "import_report.json"
@@ -39,25 +40,47 @@ def write_dataset(out_dir: str | os.PathLike, manifest: pd.DataFrame, report: di
     return out_dir
 
 
-def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
-    """The manifest with absolute paths and a label_idx column; checks the contract."""
+def read_dataset(dataset_dir: str | os.PathLike) -> tuple[pd.DataFrame, ClassSet]:
+    """The manifest (absolute paths, a label_idx column into the class set, list columns as
+    Python lists) and the dataset's class set (classes.json; FI's when absent); checks the contract."""
     dataset_dir = Path(dataset_dir)
     path = dataset_dir / MANIFEST_FILE
     if not path.is_file():
         raise DatasetError(f"{dataset_dir}: no {MANIFEST_FILE} (create one with python -m training.prepare)")
+    try:
+        classes = read_classes(dataset_dir)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
     frame = pd.read_parquet(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DatasetError(f"{path}: missing column {missing[0]!r}")
-    unknown = sorted(set(frame["label"]) - set(EMOTIONS))
-    if unknown:
-        raise DatasetError(f"{path}: unknown label {unknown[0]!r}; valid: {', '.join(EMOTIONS)}")
+    unknown = sorted(set(frame["label"].dropna()) - set(classes.names))
+    if unknown or frame["label"].isna().any():
+        shown = repr(unknown[0]) if unknown else "<empty>"
+        raise DatasetError(f"{path}: unknown label {shown}; the dataset's classes: {', '.join(classes.names)}")
     for column in ("agree", "disagree"):
         if column not in frame:
             frame[column] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    _lists_as_lists(frame)
     frame["path"] = [p if os.path.isabs(p) else str(dataset_dir / p) for p in frame["path"]]
-    frame["label_idx"] = frame["label"].map(EMOTION_INDEX).astype("int64")
-    return frame
+    frame["label_idx"] = frame["label"].map(classes.index).astype("int64")
+    return frame, classes
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """read_dataset's manifest alone."""
+    return read_dataset(dataset_dir)[0]
+
+
+def _lists_as_lists(frame: pd.DataFrame) -> None:
+    """Parquet gives list columns (EmoSet's attr_object) back as numpy arrays: make them the
+    Python lists that were written, so equality and JSON work as on the importer's table."""
+    for column in frame.columns[frame.dtypes == object]:
+        values = frame[column]
+        first = next((v for v in values if v is not None), None)  # a list column holds arrays throughout
+        if isinstance(first, np.ndarray):
+            frame[column] = [v.tolist() if isinstance(v, np.ndarray) else v for v in values]
 
 
 def split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame:

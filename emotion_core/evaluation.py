@@ -14,17 +14,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from emotion_core.attributes import ATTRIBUTES_FILE, PIXEL_COLUMNS, attributes_table, write_attributes
-from emotion_core.dataset import ImageDataset, read_manifest, split_rows
+from emotion_core.dataset import ImageDataset, read_dataset, split_rows
 from emotion_core.fileio import write_json, write_npy, write_parquet
-from emotion_core.labels import EMOTIONS
+from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.metrics import evaluation_metrics
-from emotion_core.model import load_checkpoint
+from emotion_core.model import checkpoint_classes, load_checkpoint
 from emotion_core.predict import Predictor
 from emotion_core.transforms import eval_transform
 from emotion_core.votes import agreement, agreement_level
 
 Progress = Callable[[float, str], None]
-PASSTHROUGH = ("source", "demo_trait") + tuple(f"votes_{e}" for e in EMOTIONS)
+PASSTHROUGH = ("source", "demo_trait")  # and votes_<class> for each class of the run
 PREDICTIONS_FILE, CAMS_FILE, METRICS_FILE = "predictions.parquet", "cams.npy", "metrics.json"
 PREFETCH_BATCHES = 4  # batches each loader worker prepares ahead (DataLoader's default is 2)
 
@@ -59,7 +59,8 @@ def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int 
             progress(bar.n / len(rows), f"evaluated {bar.n}/{len(rows)} images")
     bar.close()
     if not loaded:  # an empty shard (more processes than images)
-        table = _predictions_table(rows.iloc[:0], np.empty((0, len(EMOTIONS))), np.empty(0, dtype=np.int64))
+        table = _predictions_table(rows.iloc[:0], np.empty((0, len(predictor.classes))), np.empty(0, dtype=np.int64),
+                                   predictor.classes)
         cams = np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
         return FrameResult(table, cams, attributes_table([], np.empty((0, len(PIXEL_COLUMNS))), cams)
                            if attributes else None)
@@ -67,7 +68,8 @@ def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int 
     order = np.concatenate(index)[keep]
     # the one read of the device: (N, classes) float32, (N,) int64, (N, 2, h, w) float16
     probabilities, predicted, cams = (torch.cat(parts).cpu().numpy() for parts in (probabilities, predicted, cams))
-    table = _predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep])
+    table = _predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep],
+                               predictor.classes)
     cams = cams[keep]
     image_attributes = None
     if attributes:
@@ -93,27 +95,29 @@ def _evaluation_loader(predictor: Predictor, rows: pd.DataFrame, *, batch_size: 
                       prefetch_factor=PREFETCH_BATCHES if workers else None)
 
 
-def _predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+def _predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted: np.ndarray,
+                       classes: ClassSet) -> pd.DataFrame:
+    """predictions.parquet's columns; p_<class> in the class set's order."""
     table = rows[["image_id", "path", "split", "label", "label_idx", "agree", "disagree"]].copy()
     table["pred_idx"] = predicted.astype("int64")
-    table["pred"] = [EMOTIONS[i] for i in predicted]
+    table["pred"] = [classes.names[i] for i in predicted]
     table["confidence"] = probabilities.max(axis=1)
     table["correct"] = table["pred_idx"] == table["label_idx"]
-    for i, emotion in enumerate(EMOTIONS):
+    for i, emotion in enumerate(classes.names):
         table[f"p_{emotion}"] = probabilities[:, i]
     table["agreement"] = agreement(table["agree"], table["disagree"])
     table["agreement_level"] = agreement_level(table["agree"], table["disagree"])
-    for column in PASSTHROUGH:
+    for column in PASSTHROUGH + tuple(f"votes_{e}" for e in classes.names):
         if column in rows:
             table[column] = rows[column].to_numpy()
     table["cam_index"] = np.arange(len(table), dtype="int64")
     return table
 
 
-def split_counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+def split_counts(manifest: pd.DataFrame, classes: ClassSet = FI_CLASSES) -> dict[str, dict[str, int]]:
     """Images per class per split, for the paper-style table."""
     counts = manifest.groupby(["label", "split"]).size()
-    return {e: {s: int(counts.get((e, s), 0)) for s in ("train", "dev", "test")} for e in EMOTIONS}
+    return {e: {s: int(counts.get((e, s), 0)) for s in ("train", "dev", "test")} for e in classes.names}
 
 
 Gather = Callable[[Any], "list[Any] | None"]
@@ -131,12 +135,13 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
     the metrics, the other ranks return None.
     """
     run_dir = Path(run_dir)
-    model, config, _ = load_checkpoint(run_dir / "checkpoint.pt")
-    manifest = read_manifest(dataset_dir)
+    manifest, classes = read_dataset(dataset_dir)
+    model, config, payload = load_checkpoint(run_dir / "checkpoint.pt", dataset_classes=classes, dataset=dataset_dir)
+    classes = checkpoint_classes(payload)  # the same ids; the run keeps its checkpoint's names and wheel
     rows = pd.concat([split_rows(manifest, s) for s in splits], ignore_index=True)
     rows["_position"] = np.arange(len(rows))
     rank, world_size = shard
-    predictor = Predictor(model, config.input_size, device)
+    predictor = Predictor(model, config.input_size, device, classes=classes)
     result = evaluate_frame(predictor, rows.iloc[rank::world_size], batch_size=batch_size, workers=workers,
                             attributes=attributes, progress=progress)
     table, cams, image_attributes = result.table, result.cams, result.attributes
@@ -147,8 +152,9 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
     table, cams, image_attributes = _merge(parts)
     metrics = {
         "dataset": str(Path(dataset_dir).resolve()),
-        "splits": {s: evaluation_metrics(table[table["split"] == s]) for s in splits},
-        "split_counts": split_counts(manifest),
+        "classes": classes.to_dict(),  # the run's class set, for every page and export
+        "splits": {s: evaluation_metrics(table[table["split"] == s], classes) for s in splits},
+        "split_counts": split_counts(manifest, classes),
         "skipped_unreadable": int(len(rows) - len(table)),
         "cam_shape": list(cams.shape[2:]),
     }

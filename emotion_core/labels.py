@@ -125,6 +125,44 @@ def read_classes(dataset_dir: str | os.PathLike) -> ClassSet:
         raise ValueError(f"{path}: {err}") from None
 
 
+def class_set_from(value: object) -> ClassSet:
+    """A class set as stored in a checkpoint or metrics.json: a to_dict() mapping, a bare list
+    of names (older checkpoints: FI's eight when they are FI's names), or nothing (FI's)."""
+    if value is None:
+        return FI_CLASSES
+    if isinstance(value, dict):
+        return ClassSet.from_dict(value)
+    if isinstance(value, (list, tuple)):
+        names = tuple(str(n).strip().lower() for n in value)
+        return FI_CLASSES if names == FI_CLASSES.names else ClassSet(names)
+    raise ValueError(f"a class set must be a mapping or a list of names, not {type(value).__name__}")
+
+
+def describe_classes(classes: ClassSet) -> str:
+    """'8 classes (amusement, anger, ...)', for one-line messages."""
+    return f"{len(classes)} classes ({', '.join(classes.names)})"
+
+
+def run_classes(run_dir: str | os.PathLike) -> ClassSet:
+    """The class set of a run: metrics.json's "classes", else its checkpoint's, else FI's
+    (runs made before class sets existed). Reads the checkpoint (and imports torch) only
+    when metrics.json does not say."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    if isinstance(metrics.get("classes"), dict):
+        try:
+            return ClassSet.from_dict(metrics["classes"])
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{metrics_path}: {err}") from None
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        from emotion_core.model import checkpoint_classes, read_checkpoint  # torch: only when needed
+
+        return checkpoint_classes(read_checkpoint(checkpoint), checkpoint)
+    return FI_CLASSES
+
+
 def display_name(emotion: str) -> str:
     """'anger' -> 'Anger'."""
     return emotion.capitalize()

@@ -1,21 +1,24 @@
-"""Accuracy, per-class precision/recall/F1/support and the confusion matrix."""
+"""Accuracy, per-class precision/recall/F1/support and the confusion matrix, for any class set."""
 from __future__ import annotations
+
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from emotion_core.labels import EMOTIONS
+from emotion_core.labels import FI_CLASSES
 
 
-def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int = len(EMOTIONS)) -> np.ndarray:
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int = len(FI_CLASSES)) -> np.ndarray:
     """counts[i, j] = images of true class i predicted as j."""
     true, pred = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     counts = np.bincount(true * num_classes + pred, minlength=num_classes**2)
     return counts.reshape(num_classes, num_classes)
 
 
-def per_class_table(counts: np.ndarray, classes: tuple[str, ...] = EMOTIONS) -> pd.DataFrame:
-    """precision, recall, f1, support per class from a confusion matrix (0 where undefined)."""
+def per_class_table(counts: np.ndarray, classes: Iterable[str] = FI_CLASSES) -> pd.DataFrame:
+    """precision, recall, f1, support per class from a confusion matrix (0 where undefined);
+    classes: the ids in model order (a ClassSet or a list)."""
     diagonal = np.diag(counts).astype(float)
     predicted, support = counts.sum(axis=0), counts.sum(axis=1)
     precision = np.divide(diagonal, predicted, out=np.zeros_like(diagonal), where=predicted > 0)
@@ -26,13 +29,15 @@ def per_class_table(counts: np.ndarray, classes: tuple[str, ...] = EMOTIONS) -> 
                          "f1": f1, "support": support.astype(int)})
 
 
-def evaluation_metrics(predictions: pd.DataFrame, classes: tuple[str, ...] = EMOTIONS) -> dict:
-    """The metrics.json payload for a predictions table (label_idx / pred_idx columns)."""
-    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(classes))
-    table = per_class_table(counts, classes)
+def evaluation_metrics(predictions: pd.DataFrame, classes: Iterable[str] = FI_CLASSES) -> dict:
+    """The metrics.json payload of one split for a predictions table (label_idx / pred_idx
+    columns indexing `classes`, a ClassSet or a list of ids in model order)."""
+    names = list(classes)
+    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(names))
+    table = per_class_table(counts, names)
     total = int(counts.sum())
     return {
-        "classes": list(classes),
+        "classes": names,
         "n_images": total,
         "accuracy": float(np.trace(counts) / total) if total else 0.0,
         "macro_f1": float(table["f1"].mean()),

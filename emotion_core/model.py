@@ -13,7 +13,7 @@ from torchvision.models.vgg import cfgs as VGG_CONFIGS
 from torchvision.models.vgg import make_layers
 
 from emotion_core.fileio import atomic_path
-from emotion_core.labels import EMOTIONS
+from emotion_core.labels import EMOTIONS, ClassSet, class_set_from, describe_classes
 
 CHECKPOINT_FORMAT = "emolens-checkpoint/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,7 +39,7 @@ class ModelConfig:
     input_size: int = 224
     pretrained: bool = True      # ImageNet weights (vgg19 only)
     batch_norm: bool = True      # batch norm after each conv (vgg_small only)
-    classes: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    classes: list[str] = field(default_factory=lambda: list(EMOTIONS))  # class ids in head order
 
 
 def parse_fc_spec(spec: str, num_classes: int) -> list[int]:
@@ -172,13 +172,19 @@ def _under(name: str, prefix: str) -> bool:
 # ---- checkpoints -------------------------------------------------------------------------
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: ModelConfig,
-                    **extra: Any) -> None:
-    """Write a checkpoint that rebuilds its own model; `extra` holds plain values only."""
+                    classes: ClassSet | None = None, **extra: Any) -> None:
+    """Write a checkpoint that rebuilds its own model and names its class set (display
+    names, polarity, wheel: the run's pages read them); `extra` holds plain values only.
+    classes=None: the set of config.classes' names (FI's eight for FI's names)."""
+    classes = class_set_from(config.classes) if classes is None else classes
+    if list(classes.names) != list(config.classes):
+        raise ValueError(f"the class set ({', '.join(classes.names)}) is not the model's "
+                         f"({', '.join(config.classes)})")
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model": asdict(config),
-        "classes": list(config.classes),
+        "classes": classes.to_dict(),  # plain dict of lists and strings: loads with weights_only=True
         "input_size": config.input_size,
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "state_dict": state,
@@ -201,15 +207,35 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, *, expected_classes: tuple[str, ...] = EMOTIONS
-                    ) -> tuple[VGG, ModelConfig, dict[str, Any]]:
-    """Rebuild the model from its checkpoint; refuse other class sets or architectures."""
+def checkpoint_classes(payload: dict[str, Any], path: str | os.PathLike = "checkpoint") -> ClassSet:
+    """The class set a checkpoint was trained on. Checkpoints from before class sets were
+    data hold a list of names (or none at all): those are FI's."""
+    try:
+        return class_set_from(payload.get("classes", payload.get("model", {}).get("classes")))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: unusable class set ({_first_line(err)})") from None
+
+
+def check_same_classes(checkpoint: str | os.PathLike, trained: ClassSet,
+                       dataset: str | os.PathLike, classes: ClassSet) -> None:
+    """Refuse a dataset of another class set (or order) than the checkpoint's, in one line."""
+    if not trained.same_classes(classes):
+        raise CheckpointError(f"checkpoint {checkpoint} was trained on {describe_classes(trained)}; "
+                              f"dataset {dataset} has {describe_classes(classes)}")
+
+
+def load_checkpoint(path: str | os.PathLike, *, dataset_classes: ClassSet | None = None,
+                    dataset: str | os.PathLike = "the dataset") -> tuple[VGG, ModelConfig, dict[str, Any]]:
+    """Rebuild the model from its checkpoint; refuse a mismatched architecture and, when
+    dataset_classes is given, a dataset of another class set (named `dataset` in the error)."""
     payload = read_checkpoint(path)
-    classes = tuple(payload.get("classes", ()))
-    if classes != tuple(expected_classes):
-        raise CheckpointError(
-            f"{path}: trained for classes {list(classes)}, but EmoLens expects {list(expected_classes)}")
+    classes = checkpoint_classes(payload, path)
+    if dataset_classes is not None:
+        check_same_classes(path, classes, dataset, dataset_classes)
     model_args = dict(payload["model"], pretrained=False)
+    if list(model_args.get("classes", classes.names)) != list(classes.names):
+        raise CheckpointError(f"{path}: its class set ({', '.join(classes.names)}) is not its model's "
+                              f"({', '.join(model_args['classes'])})")
     try:
         config = ModelConfig(**model_args)
         model = build_model(config)

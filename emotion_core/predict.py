@@ -1,6 +1,7 @@
 """Batched prediction with Grad-CAM for the predicted and the true class."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 from torchvision.models import VGG
 
 from emotion_core.gradcam import GradCam, normalise_maps
+from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.transforms import eval_transform
 
 
@@ -22,14 +24,29 @@ class BatchResult:
 
 
 class Predictor:
-    """Holds a model in eval mode; call with batches of images or tensors."""
+    """Holds a model in eval mode and the classes of its outputs (FI's eight unless told);
+    call with batches of images or tensors."""
 
-    def __init__(self, model: VGG, input_size: int, device: str | torch.device = "cpu"):
+    def __init__(self, model: VGG, input_size: int, device: str | torch.device = "cpu",
+                 classes: ClassSet | None = None):
+        self.classes = FI_CLASSES if classes is None else classes
+        outputs = getattr(model.classifier[-1], "out_features", len(self.classes))
+        if outputs != len(self.classes):
+            raise ValueError(f"the model has {outputs} outputs but {len(self.classes)} classes were given")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.input_size = input_size
         self.transform = eval_transform(input_size)
         self.gradcam = GradCam(self.model)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Predictor":
+        """The checkpoint's model with the class set it was trained on (the live and inspector
+        pages' model)."""
+        from emotion_core.model import checkpoint_classes, load_checkpoint
+
+        model, config, payload = load_checkpoint(path)
+        return cls(model, config.input_size, device, classes=checkpoint_classes(payload, path))
 
     def evaluate_batch(self, images: torch.Tensor, labels: torch.Tensor) -> BatchResult:
         """Probabilities plus Grad-CAM for predicted and true class, one trunk pass.
@@ -51,11 +68,14 @@ class Predictor:
         zeros = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
         return tuple(self.gradcam.activations(zeros).shape[2:])
 
-    def predict_with_cam(self, image: Image.Image, target: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and a [0, 1] Grad-CAM map for `target` (None: the top class)."""
+    def predict_with_cam(self, image: Image.Image, target: int | str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (in self.classes' order) and a [0, 1] Grad-CAM map for `target`:
+        a class index or id of self.classes, None for the top class."""
         batch = self.transform(image.convert("RGB")).unsqueeze(0).to(self.device)
         activations = self.gradcam.activations(batch)
         probabilities = torch.softmax(self.gradcam.logits(activations).float(), dim=1)[0]
+        if isinstance(target, str):
+            target = self.classes.index[self.classes.parse(target)]
         target = int(probabilities.argmax()) if target is None else int(target)
         cam = normalise_maps(self.gradcam.maps(activations, target))[0]
         return probabilities.cpu().numpy(), cam.cpu().float().numpy()

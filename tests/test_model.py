@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from emotion_core import model as model_module
-from emotion_core.labels import EMOTIONS
+from emotion_core.labels import EMOTIONS, MIKELS8, ClassSet
 from emotion_core.model import (
     CheckpointError,
     ModelConfig,
@@ -15,6 +15,8 @@ from emotion_core.model import (
     load_checkpoint,
     save_checkpoint,
 )
+
+EKMAN6 = ClassSet(("anger", "disgust", "fear", "joy", "sadness", "surprise"), kind="ekman6")
 
 
 @pytest.mark.parametrize("spec, linear_sizes", [("8", [8]), ("8x8", [8, 8]), ("16x8", [16, 8])])
@@ -48,12 +50,17 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         assert torch.allclose(model(x), loaded(x))
     assert loaded_config.fc == "16x8" and payload["epoch"] == 3
 
-    payload["classes"] = ["happy", "sad"]
+    assert payload["classes"] == MIKELS8.to_dict()  # the whole class set, as plain values
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*c\.pt was trained on 8 classes \(amusement, anger, "
+                       r".*sadness\); dataset six/ has 6 classes \(anger, disgust, fear, joy, sadness, surprise\)$"):
+        load_checkpoint(tmp_path / "c.pt", dataset_classes=EKMAN6, dataset="six/")
+
+    payload["classes"] = ["happy", "sad"]  # a class set its head does not have
     torch.save(payload, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="trained for classes \\['happy', 'sad'\\]"):
+    with pytest.raises(CheckpointError, match=r"its class set \(happy, sad\) is not its model's \(amusement, "):
         load_checkpoint(tmp_path / "other.pt")
 
-    payload["classes"] = list(EMOTIONS)
+    payload["classes"] = list(EMOTIONS)  # a checkpoint from before class sets: FI's
     payload["model"]["fc"] = "8"  # weights of a 16x8 head under an 8 head
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="architecture does not match"):

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from emotion_core.fileio import write_csv, write_text
+from emotion_core.labels import FI_CLASSES, ClassSet, read_classes
 from emotion_core.model import build_model
 from training.cli import run_main
 from training.schedule import Stage, paper_schedule
@@ -27,8 +28,13 @@ PAPER_GRID = {"fc": ["8", "8x8", "16x8"], "lr": [1e-4, 1e-5, 1e-6], "dropout": [
 CONFIG_KEYS = ("fc", "lr", "dropout")
 
 
-def paper_grid() -> list[dict]:
-    return [dict(zip(CONFIG_KEYS, values)) for values in itertools.product(*PAPER_GRID.values())]
+def paper_grid(num_classes: int = len(FI_CLASSES)) -> list[dict]:
+    """The paper's 27 configs; on a dataset of another class count the heads end in that
+    count instead of 8 (8x8 -> 8x6 for six classes), the hidden sizes unchanged."""
+    configs = [dict(zip(CONFIG_KEYS, values)) for values in itertools.product(*PAPER_GRID.values())]
+    for config in configs:
+        config["fc"] = "x".join(config["fc"].split("x")[:-1] + [str(num_classes)])
+    return configs
 
 
 def load_configs(path: str | Path) -> list[dict]:
@@ -50,28 +56,31 @@ def run_name(config: dict) -> str:
     return f"fc{config['fc']}_lr{config['lr']:g}_do{config['dropout']:g}"
 
 
-def stages_for(config: dict, schedule: str, epochs: int, run_config: TrainConfig) -> list[Stage]:
+def stages_for(config: dict, schedule: str, epochs: int, run_config: TrainConfig,
+               classes: ClassSet = FI_CLASSES) -> list[Stage]:
     """'head': the head alone at the config's lr; 'paper': the paper's whole schedule with
     the config's lr for the head stage (the other stages keep the paper's rates)."""
     if schedule == "head":
         return [Stage("head", ["head"], config["lr"], epochs)]
     if schedule != "paper":
         raise ValueError(f"unknown search schedule {schedule!r}; valid: head, paper")
-    stages = paper_schedule(build_model(replace(run_config, pretrained=False).model_config()), epochs)
+    stages = paper_schedule(build_model(replace(run_config, pretrained=False).model_config(classes)), epochs)
     stages[0] = replace(stages[0], lr=config["lr"])
     return stages
 
 
 def search(base: TrainConfig, configs: list[dict], out: Path, epochs: int, schedule: str = "head") -> pd.DataFrame:
     rows = []
+    classes = read_classes(base.dataset)
     for number, config in enumerate(configs, start=1):
         run_config = replace(base, out=str(out / run_name(config)), fc=config["fc"], dropout=config["dropout"],
                              evaluate=False)
         print(f"[{number}/{len(configs)}] {run_name(config)}")
-        train(run_config, stages_for(config, schedule, epochs, run_config))
+        train(run_config, stages_for(config, schedule, epochs, run_config, classes))
         history = pd.read_csv(Path(run_config.out) / "history.csv")
         best = history.loc[history["dev_acc"].idxmax()]
-        parameters = sum(p.numel() for p in build_model(replace(run_config, pretrained=False).model_config()).parameters())
+        model = build_model(replace(run_config, pretrained=False).model_config(classes))
+        parameters = sum(p.numel() for p in model.parameters())
         rows.append({"Train Accuracy": best["train_acc"], "Dev Accuracy": best["dev_acc"], "FC Layers": config["fc"],
                      "Learning Rate": config["lr"], "Dropout": config["dropout"], "Parameters": parameters,
                      "Run": run_name(config)})
@@ -96,7 +105,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Grid search over FC layers, learning rate and dropout.")
     parser.add_argument("--dataset", required=True, help="dataset dir with train and dev splits")
     parser.add_argument("--out", required=True, help="folder for one run dir per config and the results table")
-    parser.add_argument("--configs", default=None, help="YAML/JSON list of {fc, lr, dropout}; default: the paper's 27-config grid")
+    parser.add_argument("--configs", default=None, help="YAML/JSON list of {fc, lr, dropout} (fc ending in the number "
+                        "of classes); default: the paper's 27-config grid, heads ending in the dataset's class count")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per config, or per stage with --schedule paper (default 3)")
     parser.add_argument("--schedule", default="head", choices=["head", "paper"],
                         help="head: train the head alone (fast, the default); paper: the paper's staged unfreezing")
@@ -111,7 +121,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> pd.DataFrame:
-    configs = load_configs(args.configs) if args.configs else paper_grid()
+    configs = load_configs(args.configs) if args.configs else paper_grid(len(read_classes(args.dataset)))
     base = TrainConfig(dataset=args.dataset, out="", arch=args.arch, input_size=args.input_size,
                        pretrained=args.pretrained, batch_size=args.batch_size, workers=args.workers,
                        device=args.device, seed=args.seed)

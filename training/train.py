@@ -30,11 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from emotion_core.dataset import ImageDataset, read_manifest, split_rows
+from emotion_core.dataset import ImageDataset, read_dataset, split_rows
 from emotion_core.evaluation import PREFETCH_BATCHES, evaluate_run
 from emotion_core.fileio import write_csv, write_json
-from emotion_core.labels import EMOTIONS
-from emotion_core.model import ModelConfig, build_model, parameters_in_groups, read_checkpoint, save_checkpoint
+from emotion_core.labels import FI_CLASSES, NUM_CLASSES, ClassSet
+from emotion_core.model import (ModelConfig, build_model, checkpoint_classes, parameters_in_groups, read_checkpoint,
+                                save_checkpoint)
 from emotion_core.transforms import eval_transform, train_transform
 from training.cli import run_main
 from training.distributed import (DistInfo, all_reduce_sum, barrier, dist_info_from_env, gather_to_main,
@@ -50,7 +51,7 @@ class TrainConfig:
     dataset: str
     out: str
     arch: str = "vgg19"
-    fc: str = "8"
+    fc: str = ""                      # head FC sizes ending in the class count; "": one layer of that size
     dropout: float = 0.5
     input_size: int = 224
     pretrained: bool = True
@@ -74,9 +75,11 @@ class TrainConfig:
     eval_split: str = "test"
     stop_after: int = 0               # stop after this many epochs in this invocation (0: run to the end)
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(arch=self.arch, fc=self.fc, dropout=self.dropout, input_size=self.input_size,
-                           pretrained=self.pretrained, batch_norm=self.batch_norm)
+    def model_config(self, classes: ClassSet = FI_CLASSES) -> ModelConfig:
+        """The model for a dataset of these classes: the head ends in one output per class."""
+        return ModelConfig(arch=self.arch, fc=self.fc or str(len(classes)), dropout=self.dropout,
+                           input_size=self.input_size, pretrained=self.pretrained, batch_norm=self.batch_norm,
+                           classes=list(classes.names))
 
 
 @dataclass
@@ -97,7 +100,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--dataset", required=True, help="dataset dir holding manifest.parquet (needs train and dev splits)")
     add("--out", required=True, help="run dir to write checkpoints, history and evaluation")
     add("--arch", default=defaults.arch, choices=["vgg19", "vgg_small"], help="vgg19 (the paper) or vgg_small (CPU demo/tests)")
-    add("--fc", default=defaults.fc, help="head FC sizes ending in 8: 8, 8x8, 16x8 (default 8)")
+    add("--fc", default=defaults.fc, help="head FC sizes ending in the number of classes, e.g. 8, 8x8, 16x8 for "
+        "FI's eight (default: one FC layer, as many outputs as the dataset has classes)")
     add("--dropout", type=float, default=defaults.dropout, help="dropout before each FC layer (default 0.5)")
     add("--input-size", type=int, default=defaults.input_size, help="square input size in pixels (default 224)")
     add("--no-pretrained", dest="pretrained", action="store_false", help="start from random weights, not ImageNet")
@@ -168,16 +172,17 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
            device: torch.device, dist_info: DistInfo) -> dict:
     out = Path(config.out)
     _seed_everything(config)
-    manifest = read_manifest(config.dataset)
+    manifest, classes = read_dataset(config.dataset)
     train_rows, dev_rows = split_rows(manifest, "train"), _dev_rows(manifest)
+    model_config = config.model_config(classes)
     # Every rank runs the checks below, so a refusal stops all of them and none is left waiting.
     saved = _read_last(out) if config.resume else None
     if saved is None and (out / "last.pt").exists():
         raise ValueError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     if saved is not None:
-        _check_same_model(saved, config.model_config(), out)
+        _check_same_model(saved, model_config, out)
     # A resumed run takes its weights from last.pt: no need for the ImageNet file.
-    model = build_model(replace(config.model_config(), pretrained=config.pretrained and saved is None))
+    model = build_model(replace(model_config, pretrained=config.pretrained and saved is None))
     stages = stages or (load_schedule(config.schedule) if config.schedule else
                         paper_schedule(model, config.epochs_per_stage))
     check_schedule(stages, model)
@@ -191,11 +196,11 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    loader, sampler = _train_loader(config, train_rows, dist_info, device)
+    loader, sampler = _train_loader(config, train_rows, dist_info, device, len(classes))
     dev_loader = _dev_loader(config, dev_rows, dist_info, device)
-    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_rows, device) if config.class_weighted else None,
-                                  reduction="none")
-    meta = _run_meta(config, facts, dist_info, device, previous=out / "run.json" if config.resume else None)
+    weights = _class_weights(train_rows, device, len(classes)) if config.class_weighted else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights, reduction="none")
+    meta = _run_meta(config, facts, classes, dist_info, device, previous=out / "run.json" if config.resume else None)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "run.json", meta)
@@ -216,13 +221,13 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
             started = time.perf_counter()
             train_loss, train_acc, seen = _train_epoch(runner, loader, optimizer, loss_fn, config, device,
                                                        dist_info, f"{stage.name} {state.stage_epoch + 1}/{stage.epochs}")
-            dev = _dev_epoch(model, dev_loader, loss_fn, config, device, dist_info)
+            dev = _dev_epoch(model, dev_loader, loss_fn, config, device, dist_info, num_classes=len(classes))
             seconds = time.perf_counter() - started
             epochs_this_call += 1
-            history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen))
+            history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen, classes))
             improved = _advance(state, stage, dev["acc"], config.patience)
             if dist_info.is_main:
-                _save_epoch(out, model, config, stage, state, optimizer, history, improved, facts, device)
+                _save_epoch(out, model, config, classes, stage, state, optimizer, history, improved, facts, device)
             barrier(dist_info)
             if progress:
                 progress(state.global_epoch / total_epochs,
@@ -281,10 +286,11 @@ def _seed_everything(config: TrainConfig) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _train_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device: torch.device):
+def _train_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device: torch.device, num_classes: int):
     transform = train_transform(config.input_size) if config.augment else eval_transform(config.input_size)
     sampler = GlobalBatchSampler(rows["label_idx"].tolist(), config.batch_size, seed=config.seed, rank=info.rank,
-                                 world_size=info.world_size, balanced=config.balanced_sampler)
+                                 world_size=info.world_size, balanced=config.balanced_sampler,
+                                 num_classes=num_classes)
     # Workers are seeded from this generator, re-seeded every epoch, so augmentation
     # is a function of (seed, epoch) and --resume repeats it exactly. That is why they
     # are not persistent: a persistent worker is seeded once and would carry its random
@@ -304,9 +310,9 @@ def _dev_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device:
                       prefetch_factor=PREFETCH_BATCHES if config.workers else None)
 
 
-def _class_weights(rows: pd.DataFrame, device: torch.device) -> torch.Tensor:
-    counts = np.bincount(rows["label_idx"], minlength=len(EMOTIONS)).astype(float)
-    weights = counts.sum() / (len(EMOTIONS) * np.maximum(counts, 1))
+def _class_weights(rows: pd.DataFrame, device: torch.device, num_classes: int) -> torch.Tensor:
+    counts = np.bincount(rows["label_idx"], minlength=num_classes).astype(float)
+    weights = counts.sum() / (num_classes * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
@@ -377,9 +383,10 @@ def _train_steps(runner, loader, optimizer, loss_fn, config, device, info, desc)
 
 
 @torch.no_grad()
-def _dev_epoch(model, loader, loss_fn, config, device, info) -> dict:
-    n = len(EMOTIONS)
-    sums = all_reduce_sum(_dev_sums(model, loader, loss_fn, config, device), info).cpu()
+def _dev_epoch(model, loader, loss_fn, config, device, info, num_classes: int = NUM_CLASSES) -> dict:
+    """Dev loss, accuracy and recall per class (num_classes: the run's; FI's eight by default)."""
+    n = num_classes
+    sums = all_reduce_sum(_dev_sums(model, loader, loss_fn, config, device, num_classes=n), info).cpu()
     images = max(float(sums[1]), 1.0)
     correct, support = sums[2:2 + n], sums[2 + n:]
     recall = torch.where(support > 0, correct / support.clamp_min(1), torch.zeros_like(support))
@@ -387,12 +394,13 @@ def _dev_epoch(model, loader, loss_fn, config, device, info) -> dict:
 
 
 @torch.no_grad()
-def _dev_sums(model, loader, loss_fn, config, device) -> torch.Tensor:
+def _dev_sums(model, loader, loss_fn, config, device, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """(loss sum, images, correct per class, support per class) on `device`, with no
     read-back per batch: unreadable images are weighted 0, not dropped (dropping them
-    by a mask would make the CPU wait for the number of rows left)."""
+    by a mask would make the CPU wait for the number of rows left). The size is fixed
+    before the first batch, so every rank reduces a tensor of the same shape."""
     model.eval()
-    n = len(EMOTIONS)
+    n = num_classes
     dtype = _sum_dtype(device)
     sums = torch.zeros(2 + 2 * n, dtype=dtype, device=device)
     classes = torch.arange(n, device=device)
@@ -413,26 +421,28 @@ def _dev_sums(model, loader, loss_fn, config, device) -> torch.Tensor:
     return sums
 
 
-def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, seconds, seen) -> dict:
-    """The row of the epoch just trained (state not yet advanced past it)."""
+def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, seconds, seen,
+                 classes: ClassSet) -> dict:
+    """The row of the epoch just trained (state not yet advanced past it); dev recall per class."""
     row = {"stage": stage.name, "stage_index": state.stage,
            "epoch": state.global_epoch + 1, "lr": stage.lr, "train_loss": train_loss, "train_acc": train_acc,
            "dev_loss": dev["loss"], "dev_acc": dev["acc"]}
-    row.update({f"dev_recall_{e}": r for e, r in zip(EMOTIONS, dev["recall"])})
+    row.update({f"dev_recall_{e}": r for e, r in zip(classes.names, dev["recall"])})
     row.update(seconds=seconds, images_per_s=seen / seconds if seconds else 0.0)
     return row
 
 
-def _save_epoch(out: Path, model, config: TrainConfig, stage: Stage, state: TrainState, optimizer,
+def _save_epoch(out: Path, model, config: TrainConfig, classes: ClassSet, stage: Stage, state: TrainState, optimizer,
                 history: list[dict], improved: bool, facts: dict, device: torch.device) -> None:
     extra = {"train_config": asdict(config), "stage": stage.name, "epoch": state.global_epoch}
+    model_config = config.model_config(classes)
     if improved:
-        save_checkpoint(out / "checkpoint.pt", model, config.model_config(), dev_acc=state.best_dev_acc, **extra)
+        save_checkpoint(out / "checkpoint.pt", model, model_config, classes, dev_acc=state.best_dev_acc, **extra)
     # last.pt also carries what --resume needs: optimizer, counters, the RNG states of dropout
     # (CPU and the training GPU), the history itself (a kill between two files cannot leave
     # them disagreeing), and the schedule and dataset it must continue with.
     cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    save_checkpoint(out / "last.pt", model, config.model_config(), train_state=asdict(state),
+    save_checkpoint(out / "last.pt", model, model_config, classes, train_state=asdict(state),
                     optimizer=optimizer.state_dict() if state.stage_epoch else None,
                     rng=torch.get_rng_state(), cuda_rng=cuda_rng, history=history, **facts, **extra)
     write_csv(out / "history.csv", pd.DataFrame(history))
@@ -462,7 +472,7 @@ def _check_same_model(saved: dict, wanted: ModelConfig, out: Path) -> None:
     """Before any weights are loaded: a different model would fail with a traceback, or worse, load."""
     model, now = saved["model"], asdict(wanted)
     comparisons = [
-        ("the class set", ", ".join(saved.get("classes", [])), ", ".join(wanted.classes)),
+        ("the class set", ", ".join(checkpoint_classes(saved).names), ", ".join(wanted.classes)),
         ("the architecture", _architecture_name(model), _architecture_name(now)),
         ("the head", f"fc {model['fc']} dropout {model['dropout']}", f"fc {now['fc']} dropout {now['dropout']}"),
         ("the input size", model["input_size"], now["input_size"]),
@@ -519,14 +529,14 @@ def _manifest_sha256(dataset: str) -> str:
     return hashlib.sha256((Path(dataset) / "manifest.parquet").read_bytes()).hexdigest()
 
 
-def _run_meta(config: TrainConfig, facts: dict, info: DistInfo, device: torch.device,
+def _run_meta(config: TrainConfig, facts: dict, classes: ClassSet, info: DistInfo, device: torch.device,
               previous: Path | None = None) -> dict:
     """run.json; a resumed run keeps its first start time and lists each resumption."""
     earlier = json.loads(previous.read_text()) if previous and previous.exists() else {}
     return {
         "config": asdict(config),
         "schedule": facts["schedule"],
-        "classes": list(EMOTIONS),
+        "classes": classes.to_dict(),
         "dataset_manifest_sha256": facts["dataset_manifest_sha256"],
         "code_version": _code_version(),
         "hardware": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
