@@ -340,6 +340,9 @@ def _insert_new(connection, table: sa.Table, rows: list[dict], report: sa.Column
     concurrent writers never fail on each other, and none counts a row another one inserted."""
     if not rows:
         return []
+    # Rows in key order: two writers then lock shared rows in the same order and never deadlock.
+    keys = [column.name for column in table.primary_key]
+    rows = sorted(rows, key=lambda row: [str(row[k]) for k in keys])
     dialect = connection.dialect
     if dialect.name in _INSERT_IGNORING and dialect.insert_executemany_returning:
         # SQLAlchemy batches these rows into multi-row INSERTs within the driver's parameter limit
@@ -360,7 +363,7 @@ def _delete_returning(connection, table: sa.Table, where: list, image_ids: Seque
     """Delete the rows matching `where` for these images; return those really deleted, whole
     (a row a concurrent writer deleted first is not ours to record)."""
     deleted = []
-    for part in _slices(image_ids, MAX_PARAMETERS - len(where)):
+    for part in _slices(sorted(image_ids), MAX_PARAMETERS - len(where)):  # one lock order for all writers
         match = (*where, table.c.image_id.in_(part))
         if connection.dialect.delete_returning:
             deleted += connection.execute(table.delete().where(*match).returning(*table.c)).all()

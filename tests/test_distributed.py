@@ -91,8 +91,11 @@ def test_each_rank_takes_the_gpu_of_its_local_rank():
     assert pick_device("cuda:2", single, cuda_devices=4) == torch.device("cuda", 2)
     with pytest.raises(ValueError, match="names one GPU, but torchrun starts 8 processes"):
         pick_device("cuda:0", rank5, cuda_devices=4)
-    with pytest.raises(ValueError, match="LOCAL_RANK 1 has no GPU: this machine has 1"):
-        pick_device("cuda", rank5, cuda_devices=1)
+    # a launcher that shows each process only its own GPU (e.g. SLURM): that one, for every rank
+    assert pick_device("cuda", rank5, cuda_devices=1) == torch.device("cuda", 0)
+    rank3 = dist_info_from_env({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "3"})
+    with pytest.raises(ValueError, match="LOCAL_RANK 3 has no GPU: this machine has 2"):
+        pick_device("cuda", rank3, cuda_devices=2)
 
 
 def test_cuda_groups_keep_a_cpu_backend_for_gathered_objects():

@@ -196,6 +196,26 @@ def test_the_same_tag_added_by_several_at_once_is_recorded_once(db_url, open_sto
     assert rows_of(stores[0]) == []
 
 
+def test_writers_taking_the_same_images_in_opposite_orders_do_not_deadlock(db_url, open_store):
+    # Two people "select all" in differently sorted galleries and tag (then untag) the same cell.
+    ids = [f"img{i:04d}" for i in range(3000)]
+    ann, bob = open_store(db_url), open_store(db_url)
+    ann.add_to_vocabulary("trend", "ann")  # a known tag: the vocabulary row makes nobody queue
+    start = threading.Barrier(2, timeout=120)  # a writer that died of a deadlock breaks it: no hang
+
+    def tag(store, author, order):
+        start.wait()
+        added = store.add("fi", order, "trend", author)
+        start.wait()
+        return added, store.remove("fi", order, "trend", author)
+    for _ in range(5):  # a deadlock needs the two to overlap: give them several chances
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(tag, [ann, bob], ["ann", "bob"], [ids, ids[::-1]]))
+        assert sum(added for added, _ in results) == len(ids)
+        assert sum(removed for _, removed in results) == len(ids)
+        assert rows_of(ann) == []
+
+
 def test_thousands_of_images_at_once(store):
     if store.engine.dialect.name == "sqlite":  # the limit of SQLite's own build (Debian's allows 250,000)
         sa.event.listen(store.engine, "connect", lambda connection, _: connection.setlimit(

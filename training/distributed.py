@@ -41,6 +41,8 @@ def pick_device(requested: str, info: DistInfo, cuda_devices: int) -> torch.devi
     if device.index is not None and device.index != info.local_rank:
         raise ValueError(f"--device {requested} names one GPU, but torchrun starts {info.world_size} processes; "
                          "use --device cuda: each process takes the GPU of its LOCAL_RANK")
+    if cuda_devices == 1:  # a launcher (e.g. SLURM) that shows each process only its own GPU
+        return torch.device("cuda", 0)
     if info.local_rank >= cuda_devices:
         raise ValueError(f"process with LOCAL_RANK {info.local_rank} has no GPU: this machine has {cuda_devices}; "
                          f"start at most {cuda_devices} processes per node (--nproc_per_node)")
