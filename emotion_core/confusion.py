@@ -8,6 +8,7 @@ import pandas as pd
 
 from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.metrics import confusion_matrix
+from emotion_core.report import Column
 from emotion_core.votes import (
     GROUP_LABELS,
     NO_VOTES,
@@ -24,6 +25,9 @@ MATRIX_VIEWS = ("counts", "row-normalised", "column-normalised")
 SORT_KEYS = ("confidence (high first)", "confidence (low first)", "agreement (low first)", "agreement (high first)")
 ALL_VOTES = "all images"
 VOTE_FILTERS = (ALL_VOTES,) + VOTE_GROUPS  # the gallery's vote filter: one group (or all) at a time
+# How the dashboard shows accuracy_by_vote_group (emotion_core.report.format_table)
+VOTE_GROUP_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "count"),
+                      "accuracy": Column("Accuracy", "percent")}
 
 
 def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[str, str] | None:

@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emotion_core.evaluation import CAMS_FILE, METRICS_FILE, PREDICTIONS_FILE
 from emotion_core.votes import with_votes
+
+# The files emotion_core.evaluation writes (the same names there; a test checks). Named here, not
+# imported from there, so that reading a run does not import torch: the dashboard's pages that never
+# run the model start seconds sooner.
+PREDICTIONS_FILE, CAMS_FILE, METRICS_FILE = "predictions.parquet", "cams.npy", "metrics.json"
 
 
 @dataclass(frozen=True)

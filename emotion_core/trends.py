@@ -14,8 +14,21 @@ from scipy.stats import fisher_exact, mannwhitneyu
 from emotion_core.attributes import BOOLEAN_ATTRIBUTES, CONTINUOUS_ATTRIBUTES
 from emotion_core.confusion import cell_rows, cell_summary
 from emotion_core.labels import EMOTIONS, display_name
+from emotion_core.report import Column
 
 AUTO, TAG = "auto: ", "tag: "
+# How the dashboard shows cell_trend_table and the discovery table (emotion_core.report.format_table).
+# The reference group is the correctly classified images of the cell's true class; a feature found in
+# the cell and never in the reference has an infinite lift.
+TREND_COLUMNS = {"feature": Column("Feature"), "in_cell": Column("In the cell", "count"),
+                 "cell_share": Column("Share of the cell", "percent"),
+                 "in_reference": Column("In the correct images", "count"),
+                 "reference_share": Column("Share of the correct images", "percent"),
+                 "lift": Column("Lift", "ratio", infinite="only in errors"),
+                 "p_value": Column("Fisher p-value (one-sided)", "p")}
+STANDOUT_COLUMNS = {"feature": Column("Feature"), "cell_vs_reference": Column("Cell vs correct images"),
+                    "lift": Column("Lift", "ratio", infinite="only in errors"), "p_value": Column("p-value", "p"),
+                    "q_value": Column("q-value (Benjamini-Hochberg)", "p")}
 AUTO_NAMES = {"monochrome": "monochrome", "warm": "red/warm tones", "has_face": "human face",
               "has_cat_face": "cat face"}
 
@@ -103,10 +116,10 @@ def discover(predictions: pd.DataFrame, features: pd.DataFrame, attributes: pd.D
 
 
 def _effect(row) -> str:
-    """'100% vs 7%' for shares, 'median 0.12 vs 0.45' for continuous attributes."""
+    """'100.0% vs 7.1%' for shares, 'median 0.12 vs 0.45' for continuous attributes."""
     if row.kind == "median":
         return f"median {row.cell_median:.3g} vs {row.reference_median:.3g}"
-    return f"{row.cell_share:.0%} vs {row.reference_share:.0%}"
+    return f"{row.cell_share:.1%} vs {row.reference_share:.1%}"
 
 
 def _continuous_table(attributes: pd.DataFrame | None, index: pd.Index) -> pd.DataFrame | None:

@@ -1,7 +1,13 @@
 """Vote agreement: how much of the error is label ambiguity."""
 import streamlit as st
 
-from emotion_core.confusion import accuracy_by_agreement, accuracy_by_vote_group, matrix, unanimous_only
+from emotion_core.confusion import (
+    VOTE_GROUP_COLUMNS,
+    accuracy_by_agreement,
+    accuracy_by_vote_group,
+    matrix,
+    unanimous_only,
+)
 from emotion_core.plots import accuracy_by_agreement_figure, confusion_figure
 from emotion_core.votes import missing_votes_note
 from pages.shared import frame, ui
@@ -25,8 +31,7 @@ right.metric("Accuracy, unanimous votes only",
              help=f"{len(unanimous)} images")
 st.subheader("Accuracy by vote agreement")
 st.plotly_chart(accuracy_by_agreement_figure(accuracy_by_agreement(predictions)))
-st.dataframe(accuracy_by_vote_group(predictions), hide_index=True,
-             column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+ui.show_table(accuracy_by_vote_group(predictions), VOTE_GROUP_COLUMNS)
 st.caption("The groups overlap: non-unanimous counts every image with a disagree vote, the strongly divided "
            "ones included (the same definition as the cell summary and the gallery filter).")
 st.subheader("Confusion matrix, unanimous images only")

@@ -12,29 +12,36 @@ run = ui.require_run()
 predictions = ui.predictions(run)
 st.title("Image inspector")
 
-ids = st.session_state.get("cell_image_ids") or []
-current = st.session_state.get(ui.INSPECT) or st.query_params.get("image") or (ids[0] if ids else None)
-if current not in set(predictions["image_id"]):
-    current = ids[0] if ids else predictions["image_id"].iloc[0]
+
+def show(image_id: str) -> None:
+    """Button callback: inspect another image (the URL follows, so a link reopens it)."""
+    st.session_state[ui.INSPECT] = image_id
+    st.query_params["image"] = image_id
+
+
+# Which image: the one a link (a gallery card's Inspect, a shared URL) names; else the last one inspected
+# if it is in the selected cell; else the cell's first image in the gallery's order.
+ids = gallery.cell_image_ids(run, predictions)
+linked, last = st.query_params.get("image"), st.session_state.get(ui.INSPECT)
+candidates = [linked, last if last in ids else None, ids[0] if ids else None, last, predictions["image_id"].iloc[0]]
+current = next(i for i in candidates if ui.prediction_row(run, i) is not None)
+st.session_state[ui.INSPECT] = current
+row = ui.prediction_row(run, current)
 if current in ids:
     position = ids.index(current)
     back, where, forward = st.columns([1, 3, 1])
-    if back.button("← previous", disabled=position == 0):
-        st.session_state[ui.INSPECT] = ids[position - 1]
-        st.rerun()
+    back.button("← previous", disabled=position == 0, on_click=show, args=(ids[max(position - 1, 0)],))
     where.caption(f"image {position + 1} of {len(ids)} in the selected cell "
-                  f"({display_name(st.session_state.get(ui.TRUE, ''))} → {display_name(st.session_state.get(ui.PRED, ''))})")
-    if forward.button("next →", disabled=position == len(ids) - 1):
-        st.session_state[ui.INSPECT] = ids[position + 1]
-        st.rerun()
+                  f"({display_name(st.session_state[ui.TRUE])} → {display_name(st.session_state[ui.PRED])})")
+    forward.button("next →", disabled=position == len(ids) - 1, on_click=show,
+                   args=(ids[min(position + 1, len(ids) - 1)],))
 ui.sync_query_params(image=current)
-current_id = current
 
-row = predictions[predictions["image_id"] == current].iloc[0]
 probabilities = row[[f"p_{e}" for e in EMOTIONS]].to_numpy(dtype=float)
 st.subheader(f"{current}: {display_name(row['label'])} → predicted {display_name(row['pred'])} "
              f"({row['confidence']:.0%})")
 st.write(gallery.votes_text(row))
+st.caption(f"File: `{row['path']}`")
 image_col, info_col = st.columns([3, 2])
 with info_col:
     st.plotly_chart(probability_bars(probabilities))
@@ -42,9 +49,10 @@ with info_col:
 with image_col:
     if target in (row["pred"], row["label"]):  # stored at evaluation time
         cam = ui.cams(run)[int(row["cam_index"]), 0 if target == row["pred"] else 1].astype(np.float32)
+        cam_key = f"{run.name}|{int(row['cam_index'])}|{0 if target == row['pred'] else 1}"
     else:
         predictor, image = ui.predictor(run), ui.load_image_or_none(row["path"])
-        cam = None
+        cam, cam_key = None, f"{run.name}|{target}"
         if image is None:
             st.warning(f"The image file cannot be read any more: {row['path']}")
         elif predictor is not None:
@@ -55,38 +63,42 @@ with image_col:
         ui.show_image(ui.thumbnail(run, row["path"]), caption="image")
     with right:
         if cam is not None:
-            ui.show_image(ui.cam_overlay(run, row["path"], cam, f"{run.name}|{target}"),
-                          caption=f"Grad-CAM: {display_name(target)}")
+            ui.show_image(ui.cam_overlay(run, row["path"], cam, cam_key), caption=f"Grad-CAM: {display_name(target)}")
 
 store, dataset = ui.tag_store(), ui.dataset_key(run)
 if store:
     st.subheader("Tags")
     gallery.show_tag_message()
     table = store.tags_of(dataset)
-    current = sorted(table.loc[table["image_id"] == current_id, "tag"]) if len(table) else []
-    for tag in current:
+    tagged = sorted(table.loc[table["image_id"] == current, "tag"]) if len(table) else []
+    for tag in tagged:
         name, remove = st.columns([4, 1])
         name.write(f"🏷 {tag}")
-        if remove.button("remove", key=f"untag_{tag}"):
-            gallery.act(lambda tag=tag: store.remove(dataset, [current_id], tag, ui.author()), f"removed “{tag}”")
+        remove.button("remove", key=f"untag_{tag}", on_click=gallery.act, args=(
+            lambda tag=tag: store.remove(dataset, [current], tag, ui.author()), f"removed “{tag}”"))
     choose, add = st.columns([4, 1], vertical_alignment="bottom")
-    new_tag = choose.selectbox("Add a tag", [t for t in store.vocabulary() if t not in current] + [gallery.NEW_TAG],
+    new_tag = choose.selectbox("Add a tag", [t for t in store.vocabulary() if t not in tagged] + [gallery.NEW_TAG],
                                key="inspector_tag")
     if new_tag == gallery.NEW_TAG:
-        new_tag = choose.text_input("New tag", key="inspector_new_tag", max_chars=60)
-    if add.button("add", key="inspector_add"):
-        gallery.act(lambda: store.add(dataset, [current_id], new_tag, ui.author()), f"tagged “{new_tag}”")
-    attributes = ui.attributes(run)
-    row_attributes = None
-    if attributes is not None and current_id in set(attributes["image_id"]):
-        row_attributes = attributes.set_index("image_id").loc[current_id]
-        st.caption(gallery.attributes_text(attributes.set_index("image_id"), current_id))
-    rejected = {t for i, t in store.rejected(dataset) if i == current_id}
-    for tag in suggestions(row_attributes, current, rejected):
+        choose.text_input("New tag", key="inspector_new_tag", max_chars=60)
+
+    def add_chosen() -> str:
+        """Button callback's change: the tag as the boxes hold it when the button is clicked."""
+        tag = st.session_state.get("inspector_tag", "")
+        tag = st.session_state.get("inspector_new_tag", "") if tag == gallery.NEW_TAG else tag
+        store.add(dataset, [current], tag, ui.author())
+        return f"tagged “{tag.strip()}”"
+
+    add.button("add", key="inspector_add", on_click=gallery.act, args=(add_chosen, None))
+    attributes = ui.attributes_by_id(run)
+    row_attributes = attributes.loc[current] if attributes is not None and current in attributes.index else None
+    if row_attributes is not None:
+        st.caption(gallery.attributes_text(attributes, current))
+    rejected = {t for i, t in store.rejected(dataset) if i == current}
+    for tag in suggestions(row_attributes, tagged, rejected):
         text, yes, no = st.columns([3, 1, 1])
         text.write(f"Suggested: **{tag}** (from the automatic attributes)")
-        if yes.button("confirm", key=f"confirm_{tag}"):
-            gallery.act(lambda tag=tag: store.add(dataset, [current_id], tag, ui.author(), source="suggestion"),
-                        f"tagged “{tag}”")
-        if no.button("reject", key=f"reject_{tag}"):
-            gallery.act(lambda tag=tag: store.reject(dataset, current_id, tag, ui.author()) or f"rejected “{tag}”", None)
+        yes.button("confirm", key=f"confirm_{tag}", on_click=gallery.act, args=(
+            lambda tag=tag: store.add(dataset, [current], tag, ui.author(), source="suggestion"), f"tagged “{tag}”"))
+        no.button("reject", key=f"reject_{tag}", on_click=gallery.act, args=(
+            lambda tag=tag: store.reject(dataset, current, tag, ui.author()) or f"rejected “{tag}”", None))

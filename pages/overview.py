@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from emotion_core.plots import learning_curves, per_class_bars
-from emotion_core.report import paper_table
+from emotion_core.report import PAPER_COLUMNS, paper_table
 from pages.shared import frame, ui
 
 frame.setup_if_run_directly()
@@ -17,12 +17,10 @@ st.caption(f"Dataset: `{metrics.get('dataset', '?')}` · split **{split}**")
 left, middle, right = st.columns(3)
 left.metric("Accuracy", f"{split_metrics['accuracy']:.1%}")
 middle.metric("Macro F1", f"{split_metrics['macro_f1']:.1%}")
-right.metric("Images", split_metrics["n_images"])
+right.metric("Images", f"{split_metrics['n_images']:,}")
 
 st.subheader("Per-class results")
-table = paper_table(split_metrics, metrics.get("split_counts", {}))
-percent = st.column_config.NumberColumn(format="percent")
-st.dataframe(table, hide_index=True, column_config={"Prec.": percent, "Recall": percent, "F1": percent})
+ui.show_table(paper_table(split_metrics, metrics.get("split_counts", {})), PAPER_COLUMNS)
 st.plotly_chart(per_class_bars(pd.DataFrame(split_metrics["per_class"])))
 
 history = ui.history(run)

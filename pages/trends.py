@@ -5,6 +5,8 @@ from emotion_core.attributes import compute_for_run
 from emotion_core.confusion import cell_rows, cell_summary, summary_sentence
 from emotion_core.labels import display_name
 from emotion_core.trends import (
+    STANDOUT_COLUMNS,
+    TREND_COLUMNS,
     cell_paragraph,
     cell_trend_table,
     cells_csv,
@@ -43,15 +45,13 @@ if true == pred:
 table = cell_trend_table(predictions, features, true, pred)
 reference = len(reference_rows(predictions, true))
 st.caption(f"Each feature in the {len(rows)} images of this cell against the {reference} correctly classified "
-           f"{display_name(true)} images: lift = share in cell / share in reference; one-sided Fisher exact test.")
-percent = st.column_config.NumberColumn(format="percent")
-st.dataframe(table, hide_index=True, column_config={"cell_share": percent, "reference_share": percent,
-                                                    "lift": st.column_config.NumberColumn(format="%.2f"),
-                                                    "p_value": st.column_config.NumberColumn(format="%.2g")})
+           f"{display_name(true)} images: lift = share of the cell / share of the correct images (“only in errors”: "
+           "never among the correct images); one-sided Fisher exact test.")
+ui.show_table(table, TREND_COLUMNS)
 st.markdown(cell_paragraph(predictions, features, true, pred, table))
 
 st.subheader("What stands out in this cell")
-min_images = st.number_input("Cells tested: at least this many images", 2, 50, 3, key="min_images")
+min_images = st.number_input("Cells tested: at least this many images", 2, 50, 3, key="min_images", width=220)
 discovered = ui.discovery(run, tags, int(min_images))
 found = standouts(discovered, true, pred)
 if len(rows) < min_images:
@@ -59,10 +59,7 @@ if len(rows) < min_images:
 elif found.empty:
     st.write("Nothing stands out at a false discovery rate of 10% (Benjamini-Hochberg over all cells and features).")
 else:
-    st.dataframe(found[["feature", "cell_vs_reference", "lift", "p_value", "q_value"]], hide_index=True,
-                 column_config={"p_value": st.column_config.NumberColumn(format="%.2g"),
-                                "q_value": st.column_config.NumberColumn(format="%.2g"),
-                                "lift": st.column_config.NumberColumn(format="%.2f")})
+    ui.show_table(found, STANDOUT_COLUMNS)
 
 st.subheader("Export")
 cells = error_cells(predictions)

@@ -32,9 +32,9 @@ def test_overview_shows_the_run_metrics(demo_env):
     at = start()
     shown = {m.label: m.value for m in at.metric}
     assert shown["Accuracy"] == f"{metrics['accuracy']:.1%}"
-    assert shown["Images"] == str(metrics["n_images"])
+    assert shown["Images"] == f"{metrics['n_images']:,}"
     table = at.dataframe[0].value
-    np.testing.assert_allclose(table["Recall"].iloc[:8].astype(float), [c["recall"] for c in metrics["per_class"]])
+    assert table["Recall"].iloc[:8].tolist() == [f"{c['recall']:.1%}" for c in metrics["per_class"]]
     assert "SYNTHETIC" in " ".join(c.value for c in at.caption)
 
 
@@ -108,10 +108,15 @@ def goto_cell(at: AppTest, true: str, pred: str) -> AppTest:
     return at.selectbox(key="cell_pred").set_value(pred).run()
 
 
+def start_tagging(at: AppTest) -> AppTest:
+    assert not [c for c in at.checkbox if c.key.startswith("select|")]  # browsing: no select boxes
+    return at.toggle(key="tagging").set_value(True).run()
+
+
 def test_tagging_in_the_gallery_and_undo(demo_env):
     from emotion_core.tags import TagStore
 
-    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    at = start_tagging(goto_cell(start("pages/confusion.py"), "anger", "sadness"))
     at.text_input(key="author_input").set_value("ann").run()
     first, second = [c for c in at.checkbox if c.key.startswith("select|")][:2]
     first_id, second_id = first.key.split("|", 1)[1], second.key.split("|", 1)[1]
@@ -125,7 +130,7 @@ def test_tagging_in_the_gallery_and_undo(demo_env):
     assert set(tagged.loc[tagged["tag"] == "monochrome", "image_id"]) >= {first_id, second_id}
     assert set(tagged["author"]) == {"ann"}
     assert any("tagged 2" in s.value for s in at.success)
-    assert sum("🏷 monochrome" in c.value for c in at.caption) >= 2
+    assert sum("🏷 monochrome" in m.value for m in at.markdown if m.value.startswith("**")) >= 2
     # the tag filter keeps exactly the tagged images
     at.multiselect(key="tag_filter").set_value(["monochrome"]).run()
     shown = {m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")}
@@ -137,7 +142,7 @@ def test_tagging_in_the_gallery_and_undo(demo_env):
 
 
 def test_empty_new_tag_is_a_message_not_a_traceback(demo_env):
-    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    at = start_tagging(goto_cell(start("pages/confusion.py"), "anger", "sadness"))
     at.text_input(key="author_input").set_value("ann").run()
     at.checkbox(key=[c.key for c in at.checkbox if c.key.startswith("select|")][0]).check().run()
     at.selectbox(key="tag_choice").set_value("+ new tag…").run()
@@ -151,9 +156,9 @@ def test_trends_page_shows_the_cell_table(demo_env):
     at = goto_cell(start("pages/trends.py"), "anger", "sadness")
     assert not at.exception and not at.error
     table = at.dataframe[0].value
-    assert table.iloc[0]["feature"] == "auto: monochrome"
+    assert table.iloc[0]["Feature"] == "auto: monochrome"
     assert any(m.value.startswith("**Anger misclassified as Sadness:**") for m in at.markdown)
-    assert "auto: monochrome" in at.dataframe[1].value["feature"].tolist()
+    assert "auto: monochrome" in at.dataframe[1].value["Feature"].tolist()
 
 
 def test_inspector_confirms_a_suggested_tag(demo_env):
@@ -263,9 +268,9 @@ def test_zero_votes_are_no_votes_on_every_page(demo_env, tmp_path, monkeypatch):
     at.selectbox(key="vote_filter").set_value("unanimous").run()
     assert not set(at.session_state["cell_image_ids"]) & set(zero["image_id"])
     at.switch_page("pages/agreement.py").run()
-    groups = at.dataframe[0].value.set_index("votes")["images"]
-    assert groups["unanimous (no disagree votes)"] == truly_unanimous
-    assert groups["no votes"] == len(zero) + test["agree"].isna().sum()
+    groups = at.dataframe[0].value.set_index("Votes")["Images"]
+    assert groups["unanimous (no disagree votes)"] == f"{truly_unanimous:,}"
+    assert groups["no votes"] == f"{len(zero) + test['agree'].isna().sum():,}"
 
 
 def test_non_unanimous_means_the_same_in_summary_filter_and_agreement_page(demo_env):
@@ -286,6 +291,133 @@ def test_non_unanimous_means_the_same_in_summary_filter_and_agreement_page(demo_
     at.selectbox(key="vote_filter").set_value("strongly divided").run()
     assert set(at.session_state["cell_image_ids"]) == set(test.loc[cell & strongly_divided, "image_id"])
     at.switch_page("pages/agreement.py").run()
-    groups = at.dataframe[0].value.set_index("votes")["images"]
+    groups = at.dataframe[0].value.set_index("Votes")["Images"]
     label = next(name for name in groups.index if name.startswith("non-unanimous"))
-    assert "includes strongly divided" in label and groups[label] == non_unanimous.sum()
+    assert "includes strongly divided" in label and groups[label] == f"{non_unanimous.sum():,}"
+
+
+# ---- the gallery and the inspector at scale (issue 9) ---------------------------------------
+
+def independent_gallery_order(test: pd.DataFrame, true: str, pred: str, votes: str, sort: str) -> list[str]:
+    """The gallery's order computed from the predictions file alone, as the dashboard has always
+    ordered it: the vote group kept, then by the sort key, ties by image id, images without votes last."""
+    cell = test[(test["label"] == true) & (test["pred"] == pred)].copy()
+    agree, disagree = cell["agree"].astype("Float64"), cell["disagree"].astype("Float64")
+    voted = (agree + disagree).fillna(0) > 0
+    keep = {"all images": pd.Series(True, index=cell.index),
+            "unanimous": voted & (disagree == 0).fillna(False),
+            "non-unanimous": voted & (disagree > 0).fillna(False)}[votes]
+    cell["agreement_value"] = (agree / (agree + disagree)).where(voted).astype(float)
+    column = "confidence" if sort.startswith("confidence") else "agreement_value"
+    cell = cell[keep.to_numpy()]
+    return cell.sort_values([column, "image_id"], ascending=["low first" in sort, True],
+                            na_position="last", kind="stable")["image_id"].tolist()
+
+
+def gallery_in_reading_order(at: AppTest) -> list[str]:
+    """The image ids of the shown page, left to right and top to bottom. Card n sits in column n % 4,
+    so the page's element tree lists the cards column by column."""
+    by_column = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
+    sizes = [len(range(column, len(by_column), 4)) for column in range(4)]
+    starts = [sum(sizes[:column]) for column in range(4)]
+    return [by_column[starts[n % 4] + n // 4] for n in range(len(by_column))]
+
+
+@pytest.mark.parametrize("votes, sort", [("all images", "confidence (high first)"),
+                                         ("non-unanimous", "agreement (low first)"),
+                                         ("all images", "agreement (high first)"),
+                                         ("unanimous", "confidence (low first)")])
+def test_the_gallery_shows_a_cells_images_in_the_same_order(demo_env, votes, sort):
+    predictions = pd.read_parquet(demo_env / "runs" / "demo" / "predictions.parquet")
+    test = predictions[predictions["split"] == "test"]
+    confusions = test.loc[test["label"] != test["pred"], ["label", "pred"]].drop_duplicates().itertuples(index=False)
+    expected, true, pred = max(((independent_gallery_order(test, t, p, votes, sort), t, p) for t, p in confusions),
+                               key=lambda found: len(found[0]))  # the confusion with most such images
+    assert len(expected) > 1, "the demo should have a cell with several such images"
+    at = goto_cell(start("pages/confusion.py"), true, pred)
+    at.selectbox(key="vote_filter").set_value(votes).run()
+    at.selectbox(key="sort").set_value(sort).run()
+    assert at.session_state["cell_image_ids"] == expected
+    shown = gallery_in_reading_order(at)
+    for page in range(2, -(-len(expected) // 12) + 1):
+        at.number_input(key=f"page_{true}_{pred}").set_value(page).run()
+        shown += gallery_in_reading_order(at)
+    assert shown == expected
+
+
+def test_every_card_links_to_its_image_in_the_inspector(demo_env):
+    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    cards = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
+    links = [link for link in at.page_link if link.value == "Inspect"]
+    assert {link.proto.page for link in links} == {"inspector"}
+    assert sorted(link.proto.query_string for link in links) == sorted(f"image={i}" for i in cards)
+    chosen = cards[-1]
+    at.query_params["image"] = chosen
+    at.switch_page("pages/inspector.py").run()
+    assert at.subheader[0].value.startswith(f"{chosen}: ")
+    assert any(f"of {len(at.session_state['cell_image_ids'])} in the selected cell" in c.value for c in at.caption)
+
+
+def test_the_inspector_opens_on_an_image_of_the_selected_cell(demo_env):
+    from emotion_core.labels import EMOTIONS
+
+    predictions = pd.read_parquet(demo_env / "runs" / "demo" / "predictions.parquet")
+    test = predictions[predictions["split"] == "test"]
+    counts = pd.crosstab(test["label"], test["pred"]).reindex(index=EMOTIONS, columns=EMOTIONS, fill_value=0)
+    counts = counts.to_numpy().copy()
+    np.fill_diagonal(counts, -1)
+    true, pred = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    largest = independent_gallery_order(test, EMOTIONS[true], EMOTIONS[pred], "all images", "confidence (high first)")
+    at = start("pages/inspector.py")  # the inspector first: the cell is the largest confusion
+    assert at.subheader[0].value.startswith(f"{largest[0]}: ")
+    at = goto_cell(start("pages/trends.py"), "anger", "sadness")  # a cell chosen on another page
+    at.switch_page("pages/inspector.py").run()
+    first = independent_gallery_order(test, "anger", "sadness", "all images", "confidence (high first)")[0]
+    assert at.subheader[0].value.startswith(f"{first}: ")
+    next(b for b in at.button if b.label == "next →").click().run()
+    second = independent_gallery_order(test, "anger", "sadness", "all images", "confidence (high first)")[1]
+    assert at.subheader[0].value.startswith(f"{second}: ") and at.query_params["image"] in (second, [second])
+
+
+def displayed(element) -> pd.DataFrame:
+    """What a st.dataframe shows, as text."""
+    return element.value.astype(str)
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/agreement.py", "pages/trends.py"])
+def test_tables_say_what_they_hold_in_words(demo_env, page):
+    at = goto_cell(start(page), "anger", "sadness") if page == "pages/trends.py" else start(page)
+    assert at.dataframe
+    for element in at.dataframe:
+        shown = displayed(element)
+        assert not any("_" in header or header.isidentifier() and header.islower() for header in shown.columns), \
+            list(shown.columns)  # words, not cell_share or lift
+        cells = set(shown.to_numpy().ravel().tolist())
+        assert not cells & {"None", "nan", "NaN", "<NA>", "inf", "Infinity", "∞"}, cells
+        shares = [c for c in cells if str(c).endswith("%")]
+        assert all(len(c.rstrip("%").split(".")[-1]) == 1 for c in shares if "." in c), shares
+    if page == "pages/overview.py":
+        overall = displayed(at.dataframe[0]).iloc[-1]
+        assert overall["Recall"] == overall["F1"] == "—" and overall["Prec."].endswith("%")
+        metrics = json.loads((demo_env / "runs" / "demo" / "metrics.json").read_text())["splits"]["test"]
+        assert overall["Prec."] == f"{metrics['accuracy']:.1%}"
+
+
+def test_pages_that_never_run_the_model_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import pages.shared.frame, pages.shared.ui, pages.shared.gallery, emotion_core.plots, "
+            "emotion_core.report, emotion_core.runs; "
+            "print(sorted(m for m in ('torch', 'torchvision', 'captum', 'scipy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(APP).parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_dashboard_reads_the_files_evaluation_writes():
+    from emotion_core import evaluation, runs
+
+    assert (runs.PREDICTIONS_FILE, runs.CAMS_FILE, runs.METRICS_FILE) == \
+        (evaluation.PREDICTIONS_FILE, evaluation.CAMS_FILE, evaluation.METRICS_FILE)

@@ -10,8 +10,8 @@ PROGRAMS = sorted(p.name for p in (ROOT / "bench").glob("*.py") if p.name not in
 
 
 def test_the_bench_programs_are_all_listed():
-    assert PROGRAMS == ["attributes_throughput.py", "dashboard_latency.py", "eval_throughput.py",
-                        "train_throughput.py"]
+    assert PROGRAMS == ["attributes_throughput.py", "browser_latency.py", "dashboard_latency.py",
+                        "eval_throughput.py", "train_throughput.py"]
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

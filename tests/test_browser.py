@@ -102,6 +102,59 @@ def test_clicking_an_off_diagonal_cell_shows_its_images(server, page, demo_works
     assert f"true={true}" in page.url and f"pred={pred}" in page.url
 
 
+def script_runs(page) -> list[float]:
+    """A list that grows by one for every script run the server starts for this page (its
+    new_session messages on the websocket); attach before the page is opened."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    runs: list[float] = []
+
+    def frame(payload) -> None:
+        if isinstance(payload, (bytes, bytearray)) and \
+                ForwardMsg.FromString(bytes(payload)).WhichOneof("type") == "new_session":
+            runs.append(time.monotonic())
+
+    page.on("websocket", lambda socket: socket.on("framereceived", frame))
+    return runs
+
+
+def wait_until_idle(page, settle_ms: int = 1500) -> None:
+    """Streamlit idle, and still idle `settle_ms` later (a second run would have started by then)."""
+    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    page.locator(idle).wait_for()
+    page.wait_for_timeout(settle_ms)
+    page.locator(idle).wait_for()
+
+
+def largest_test_confusion(demo_workspace) -> tuple[str, str, pd.DataFrame]:
+    predictions = pd.read_parquet(demo_workspace / "runs" / "demo" / "predictions.parquet")
+    test = predictions[(predictions["split"] == "test") & ~predictions["correct"]]
+    true, pred = test.groupby(["label", "pred"]).size().sort_values().index[-1]
+    return true, pred, test[(test["label"] == true) & (test["pred"] == pred)]
+
+
+def test_a_click_costs_one_script_run_and_inspect_opens_that_image(server, page, demo_workspace):
+    from emotion_core.confusion import filter_and_sort
+
+    runs = script_runs(page)
+    true, pred, cell = largest_test_confusion(demo_workspace)
+    page.goto(f"{server}/confusion?run=demo&split=test&true=anger&pred=awe")  # another cell first
+    page.get_by_text("Predicted class").wait_for()
+    wait_until_idle(page)
+    before = len(runs)
+    click_cell(page, true.capitalize(), pred.capitalize())
+    page.get_by_role("heading", name=f"{true.capitalize()} → {pred.capitalize()}: {len(cell)} image").wait_for()
+    wait_until_idle(page)
+    assert len(runs) - before == 1, f"{len(runs) - before} script runs for one click"
+    first = filter_and_sort(cell)["image_id"].iloc[0]  # the gallery's first card
+    before = len(runs)
+    page.get_by_test_id("stMain").get_by_text("Inspect", exact=True).first.click()
+    page.get_by_role("heading", name=f"{first}: ").wait_for()
+    wait_until_idle(page)
+    assert len(runs) - before == 1 and f"image={first}" in page.url
+    assert page.get_by_text(f"in the selected cell ({true.capitalize()} → {pred.capitalize()})").count() == 1
+
+
 def test_upload_on_the_live_page_shows_probabilities(server, page, tmp_path):
     image_path = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(image_path)

@@ -23,8 +23,8 @@ from pages.shared.ui import (
     dataset_key,
     metrics,
     sync_query_params,
+    warm_up,
 )
-from training.demo import DEMO_NOTE, demo_building
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,8 @@ def ensure_a_run() -> None:
     the page does not stop it; every session follows its progress file."""
     if available_runs():
         return
+    from training.demo import DEMO_NOTE, demo_building  # imports torch: only when there is a demo to build
+
     home = workspace_dir()
     progress_file, log_file = home / ".demo-progress.json", home / ".demo-build.log"
     process = None
@@ -135,14 +137,15 @@ def run_app() -> None:
         logging.getLogger("emolens").exception("page failed")
         st.error(f"This page hit an unexpected error ({type(err).__name__}: {str(err)[:200]}); "
                  "the details are in the server log.")
+    warm_up(current_run())
 
 
 def setup_if_run_directly() -> None:
-    """Pages call this first. A page that Streamlit ran on its own (a deep link that is a fresh
-    server's first request, or AppTest) runs the app instead, which runs this page again inside
-    the navigation, and stops the direct run. The page then has the same layout, navigation,
-    frame and widget identities as on every other run, and the widget event that started
-    this run is kept (a rerun would drop it)."""
+    """Pages call this first. A page that Streamlit ran on its own (a deep link that is a
+    fresh server's first request, or app.py under AppTest after switch_page) runs the app
+    instead, which runs this page again inside the navigation, and stops the direct run. The
+    page then has the same layout, navigation, frame and widget identities as on every other
+    run, and the widget event that started this run is kept (a rerun would drop it)."""
     if not st.session_state.pop(VIA_APP, False):
         run_app()
         st.stop()

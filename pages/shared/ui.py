@@ -3,7 +3,10 @@
 Not a page (st.navigation lists only the pages named in app.py)."""
 from __future__ import annotations
 
+import base64
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,15 +14,17 @@ import streamlit as st
 
 from emotion_core import runs
 from emotion_core.attributes import ATTRIBUTES_FILE, read_attributes
-from emotion_core.confusion import largest_confusion
+from emotion_core.confusion import largest_confusion, matrix
 from emotion_core.images import ImageLoadError, load_image
 from emotion_core.labels import EMOTIONS, display_name
-from emotion_core.model import CheckpointError, load_checkpoint
 from emotion_core.overlay import ImageCache
-from emotion_core.predict import Predictor
-from emotion_core.tags import TagStore, TagStoreError, default_url
-from emotion_core.trends import discover, image_features
+from emotion_core.plots import confusion_figure
+from emotion_core.report import Column, format_table
 from emotion_core.workspace import runs_dir
+
+if TYPE_CHECKING:  # imported where used: torch, scipy and SQLAlchemy cost seconds at a page's first run
+    from emotion_core.predict import Predictor
+    from emotion_core.tags import TagStore
 
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
 DATASET = "dataset"
@@ -30,9 +35,25 @@ def _mtime(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
 
-@st.cache_data(show_spinner=False)
+# Tables the pages only read are cached as resources (one object, not a pickled copy per run: 24 MB
+# at 118,000 predictions) and handed out as shallow copies: with pandas' copy-on-write a page that
+# changed its copy would copy the data first, never the cached table.
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _predictions(run_path: str, mtime: float) -> pd.DataFrame:
     return runs.load_predictions(run_path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _split_predictions(run_path: str, mtime: float, split: str | None) -> pd.DataFrame:
+    return _in_split(_predictions(run_path, mtime), split)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cell_positions(run_path: str, mtime: float, split: str | None) -> dict[tuple[str, str], np.ndarray]:
+    """Row positions of every (true, pred) cell, so that showing a cell does not scan every prediction."""
+    table = _split_predictions(run_path, mtime, split)
+    return {(str(true), str(pred)): positions
+            for (true, pred), positions in table.groupby(["label", "pred"], observed=True).indices.items()}
 
 
 @st.cache_data(show_spinner=False)
@@ -47,36 +68,51 @@ def _history(run_path: str, mtime: float) -> pd.DataFrame | None:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def _predictor(checkpoint: str, mtime: float) -> Predictor:
+    from emotion_core.model import load_checkpoint
+    from emotion_core.predict import Predictor
+
     model, config, _ = load_checkpoint(checkpoint)
     return Predictor(model, config.input_size)
 
 
 @st.cache_resource(show_spinner=False)
 def _tag_store(url: str) -> TagStore:
+    from emotion_core.tags import TagStore
+
     return TagStore(url)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _attributes(run_path: str, mtime: float) -> pd.DataFrame | None:
     return read_attributes(run_path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _attributes_by_id(run_path: str, mtime: float) -> pd.DataFrame | None:
+    table = _attributes(run_path, mtime)
+    return None if table is None else table.drop_duplicates("image_id").set_index("image_id")
 
 
 @st.cache_data(show_spinner="Testing every confusion…", max_entries=16)
 def _discovery(run_path: str, mtimes: tuple[float, float], split: str, tags: pd.DataFrame | None,
                min_images: int) -> pd.DataFrame:
-    table = _in_split(_predictions(run_path, mtimes[0]), split)
+    from emotion_core.trends import discover, image_features
+
+    table = _split_predictions(run_path, mtimes[0], split)
     attributes = _attributes(run_path, mtimes[1])
     return discover(table, image_features(table, attributes, tags), attributes, min_images=min_images)
 
 
 def discovery(run: runs.RunInfo, tags: pd.DataFrame | None, min_images: int) -> pd.DataFrame:
     """Trend discovery over every cell, computed once per run, split, tag set and threshold."""
-    mtimes = (_mtime(run.path / "predictions.parquet"), _mtime(run.path / ATTRIBUTES_FILE))
+    mtimes = (_mtime(run.path / runs.PREDICTIONS_FILE), _mtime(run.path / ATTRIBUTES_FILE))
     return _discovery(str(run.path), mtimes, st.session_state.get(SPLIT, ""), tags, min_images)
 
 
 def tag_store() -> TagStore | None:
     """The shared tag store; None (with the reason shown) when the database is unusable."""
+    from emotion_core.tags import TagStoreError, default_url
+
     try:
         return _tag_store(default_url())
     except TagStoreError as err:
@@ -90,7 +126,14 @@ def dataset_key(run: runs.RunInfo) -> str:
 
 
 def attributes(run: runs.RunInfo) -> pd.DataFrame | None:
-    return _attributes(str(run.path), _mtime(run.path / ATTRIBUTES_FILE))
+    table = _attributes(str(run.path), _mtime(run.path / ATTRIBUTES_FILE))
+    return None if table is None else table.copy(deep=False)
+
+
+def attributes_by_id(run: runs.RunInfo) -> pd.DataFrame | None:
+    """The run's attributes indexed by image_id, None for a run without them."""
+    table = _attributes_by_id(str(run.path), _mtime(run.path / ATTRIBUTES_FILE))
+    return None if table is None else table.copy(deep=False)
 
 
 def author() -> str:
@@ -118,18 +161,91 @@ def require_run() -> runs.RunInfo:
 
 
 def metrics(run: runs.RunInfo) -> dict:
-    return _metrics(str(run.path), _mtime(run.path / "metrics.json"))
+    return _metrics(str(run.path), _mtime(run.path / runs.METRICS_FILE))
 
 
 def predictions(run: runs.RunInfo) -> pd.DataFrame:
     """The run's predictions for the chosen split."""
-    return _in_split(_predictions(str(run.path), _mtime(run.path / "predictions.parquet")),
-                     st.session_state.get(SPLIT))
+    return _split_predictions(*_predictions_key(run)).copy(deep=False)
+
+
+def _predictions_key(run: runs.RunInfo) -> tuple[str, float, str | None]:
+    return str(run.path), _mtime(run.path / runs.PREDICTIONS_FILE), st.session_state.get(SPLIT)
 
 
 def _in_split(table: pd.DataFrame, split: str | None) -> pd.DataFrame:
     """The rows of one evaluated split (all rows when the split was not evaluated)."""
-    return table[table["split"] == split] if split in set(table["split"]) else table
+    in_split = table["split"] == split
+    return table[in_split] if in_split.any() else table
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _confusion_chart(run_path: str, mtime: float, split: str | None, view: str, selected: tuple[str, str]):
+    table = _split_predictions(run_path, mtime, split)
+    counts = matrix(table)
+    values = counts if view == "counts" else matrix(table, view)
+    return confusion_figure(values, counts, normalised=view != "counts", selected=selected)
+
+
+def confusion_chart(run: runs.RunInfo, view: str, selected: tuple[str, str]):
+    """The matrix figure of the chosen split, made once per view and selected cell (st.plotly_chart
+    copies it; building it costs more than the rest of a click's run)."""
+    return _confusion_chart(*_predictions_key(run), view, selected)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _id_index(run_path: str, mtime: float, split: str | None) -> pd.Index:
+    return pd.Index(_split_predictions(run_path, mtime, split)["image_id"])
+
+
+def prediction_row(run: runs.RunInfo, image_id: str | None) -> pd.Series | None:
+    """The chosen split's prediction row of one image (the first if listed twice), None if it has none."""
+    index = _id_index(*_predictions_key(run))
+    if image_id is None or image_id not in index:
+        return None
+    position = index.get_indexer_for([image_id])[0]
+    return _split_predictions(*_predictions_key(run)).iloc[position]
+
+
+_warmed: set[tuple] = set()
+
+
+def warm_up(run: runs.RunInfo | None) -> None:
+    """Once a page is drawn, load in the background what the confusion page and the inspector need
+    for this run and split (the predictions and their indexes, the attributes, the tag store), so
+    that opening them does not wait for it. Once per run, split and file version in this process."""
+    if run is None:
+        return
+    key = _predictions_key(run)
+    attributes_key = (str(run.path), _mtime(run.path / ATTRIBUTES_FILE))
+    if (key, attributes_key) in _warmed:
+        return
+    _warmed.add((key, attributes_key))
+
+    def load() -> None:
+        try:
+            _cell_positions(*key)
+            _id_index(*key)
+            _attributes_by_id(*attributes_key)
+            from emotion_core.tags import TagStoreError, default_url
+            try:
+                _tag_store(default_url())
+            except TagStoreError:
+                pass  # the page that needs it says why
+        except Exception:  # noqa: BLE001 - a page that needs the data loads it again and reports the error
+            _warmed.discard((key, attributes_key))
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    thread = threading.Thread(target=load, name="emolens-warm-up", daemon=True)
+    add_script_run_ctx(thread, get_script_run_ctx())  # the cached loaders expect a session's context
+    thread.start()
+
+
+def cell_rows(run: runs.RunInfo, true: str, pred: str) -> pd.DataFrame:
+    """The predictions of one cell of the chosen split, in table order (as emotion_core.confusion.cell_rows)."""
+    positions = _cell_positions(*_predictions_key(run)).get((true, pred), np.empty(0, dtype=np.int64))
+    return predictions(run).iloc[positions]
 
 
 def history(run: runs.RunInfo) -> pd.DataFrame | None:
@@ -142,6 +258,8 @@ def cams(run: runs.RunInfo) -> np.ndarray:
 
 def predictor(run: runs.RunInfo) -> Predictor | None:
     """The run's model, loaded once; None (with a message shown) if it cannot be loaded."""
+    from emotion_core.model import CheckpointError
+
     checkpoint = run.path / "checkpoint.pt"
     try:
         return _predictor(str(checkpoint), _mtime(checkpoint))
@@ -159,6 +277,16 @@ def show_image(path_or_none, caption: str = "", width: str | int = "stretch") ->
         st.warning(f"image unavailable {caption}")
     else:
         st.image(str(path_or_none), caption=caption, width=width)
+
+
+def show_jpeg(path_or_none: Path | None, caption: str = "") -> None:
+    """A small JPEG from the image cache, sent inside the page's message as a data URL: no media file
+    for the server to register and serve, no request per image for the browser."""
+    if path_or_none is None:
+        st.warning(f"image unavailable {caption}")
+    else:
+        st.image(f"data:image/jpeg;base64,{base64.b64encode(Path(path_or_none).read_bytes()).decode()}",
+                 caption=caption, width="stretch")
 
 
 def load_image_or_none(path: str):
@@ -180,6 +308,20 @@ def cam_overlay(run: runs.RunInfo, image_path: str, cam: np.ndarray, key: str):
         return image_cache(run).cam_overlay(image_path, cam, key)
     except ImageLoadError:
         return None
+
+
+def cam_pair(run: runs.RunInfo, image_path: str, cams: np.ndarray, key: str):
+    try:
+        return image_cache(run).cam_pair(image_path, cams, key)
+    except ImageLoadError:
+        return None
+
+
+def show_table(table: pd.DataFrame, columns: dict[str, Column]) -> None:
+    """A table for people (emotion_core.report.format_table), numbers aligned right."""
+    st.dataframe(format_table(table, columns), hide_index=True,
+                 column_config={column.header: st.column_config.Column(alignment="right")
+                                for column in columns.values() if column.kind != "text"})
 
 
 def sync_query_params(**values: str | None) -> None:
