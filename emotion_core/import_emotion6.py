@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emotion_core.importers import DataImportError, ImportReport, keep_loadable, text_lines, unique_ids
+from emotion_core.importers import DataImportError, ImportReport, ground_truth_table, keep_loadable, unique_ids
 from emotion_core.labels import ClassSet
 
 GROUND_TRUTH = "ground_truth.txt"
@@ -38,16 +38,10 @@ FILENAME, VALENCE, AROUSAL = "image_filename", "valence", "arousal"
 def import_emotion6(root: str | os.PathLike, *,
                     workers: int | None = None) -> tuple[pd.DataFrame, ImportReport, ClassSet]:
     root = Path(root)
-    if not root.is_dir():
-        raise DataImportError(f"{root}: folder not found")
-    lines = text_lines(root / GROUND_TRUTH, GROUND_TRUTH)
-    if not lines:
-        raise DataImportError(f"{GROUND_TRUTH}: empty file, no header")
-    columns = header_columns(*lines[0])
-    table = read_rows(lines[1:], columns)
+    header, rows = ground_truth_table(root, GROUND_TRUTH, IMAGES)
+    columns = header_columns(*header)
+    table = read_rows(rows, columns)
     report = ImportReport(source=f"emotion6 {root}", rows_read=len(table), classes=EMOTION6_CLASSES)
-    if not (root / IMAGES).is_dir():
-        raise DataImportError(f"{root / IMAGES}: image folder not found")
     frame = label_by_probability(table, report)
     frame["path"] = [os.path.normpath(root.absolute() / IMAGES / name) for name in frame["name"]]
     frame["image_id"] = unique_ids(frame["name"].map(lambda name: Path(name).with_suffix("").as_posix()),

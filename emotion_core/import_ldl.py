@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emotion_core.importers import (DataImportError, ImportReport, class_of, keep_loadable, text_lines,
+from emotion_core.importers import (DataImportError, ImportReport, class_of, ground_truth_table, keep_loadable,
                                     unique_ids)
 from emotion_core.labels import MIKELS8, ClassSet
 
@@ -27,16 +27,10 @@ IMAGES = "images"
 def import_ldl(root: str | os.PathLike, *,
                workers: int | None = None) -> tuple[pd.DataFrame, ImportReport, ClassSet]:
     root = Path(root)
-    if not root.is_dir():
-        raise DataImportError(f"{root}: folder not found")
-    lines = text_lines(root / GROUND_TRUTH, GROUND_TRUTH)
-    if not lines:
-        raise DataImportError(f"{GROUND_TRUTH}: empty file, no header")
-    emotions = header_emotions(*lines[0])
-    votes = read_vote_rows(lines[1:], emotions)
+    header, rows = ground_truth_table(root, GROUND_TRUTH, IMAGES)
+    emotions = header_emotions(*header)
+    votes = read_vote_rows(rows, emotions)
     report = ImportReport(source=f"ldl {root}", rows_read=len(votes), classes=MIKELS8)
-    if not (root / IMAGES).is_dir():
-        raise DataImportError(f"{root / IMAGES}: image folder not found")
     frame = label_by_majority(votes, report)
     frame["path"] = image_paths(root / IMAGES, frame.pop("name"))
     manifest = keep_loadable(frame, report, workers)

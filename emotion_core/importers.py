@@ -487,6 +487,20 @@ def text_lines(path: Path, shown: str) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
 
 
+def ground_truth_table(root: Path, name: str = "ground_truth.txt", images: str = "images"
+                       ) -> tuple[tuple[int, str], list[tuple[int, str]]]:
+    """The header line and the data lines of an LDL/Emotion6-style release (root/name beside
+    root/images); one line for a missing folder, file or header."""
+    if not root.is_dir():
+        raise DataImportError(f"{root}: folder not found")
+    lines = text_lines(root / name, name)
+    if not lines:
+        raise DataImportError(f"{name}: empty file, no header")
+    if not (root / images).is_dir():
+        raise DataImportError(f"{root / images}: image folder not found")
+    return lines[0], lines[1:]
+
+
 def load_json(text: str, shown: str):
     try:
         return json.loads(text)
