@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from emotion_core.labels import EMOTIONS, display_name
+from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.metrics import confusion_matrix
 from emotion_core.report import Column
 from emotion_core.votes import (
@@ -30,7 +30,8 @@ VOTE_GROUP_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "coun
                       "accuracy": Column("Accuracy", "percent")}
 
 
-def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[str, str] | None:
+def cell_from_selection(selection: Mapping[str, Any] | None, *,
+                        classes: ClassSet = FI_CLASSES) -> tuple[str, str] | None:
     """(true, pred) emotion ids of the clicked matrix cell, or None.
 
     Reads the points of st.plotly_chart's selection event; each cell marker carries
@@ -41,16 +42,16 @@ def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[str, str] 
     points = (selection.get("selection") or {}).get("points") or []
     for point in points:
         data = point.get("customdata")
-        if isinstance(data, (list, tuple)) and len(data) >= 2 and data[0] in EMOTIONS and data[1] in EMOTIONS:
+        if isinstance(data, (list, tuple)) and len(data) >= 2 and data[0] in classes and data[1] in classes:
             return str(data[0]), str(data[1])
     return None
 
 
-def matrix(predictions: pd.DataFrame, view: str = "counts") -> np.ndarray:
+def matrix(predictions: pd.DataFrame, view: str = "counts", *, classes: ClassSet = FI_CLASSES) -> np.ndarray:
     """The confusion matrix, optionally normalised by row (recall) or column (precision)."""
     if view not in MATRIX_VIEWS:
         raise ValueError(f"unknown view {view!r}; valid: {', '.join(MATRIX_VIEWS)}")
-    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"]).astype(float)
+    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(classes)).astype(float)
     if view == "row-normalised":
         return np.divide(counts, counts.sum(1, keepdims=True), out=np.zeros_like(counts), where=counts.sum(1, keepdims=True) > 0)
     if view == "column-normalised":
@@ -58,12 +59,12 @@ def matrix(predictions: pd.DataFrame, view: str = "counts") -> np.ndarray:
     return counts
 
 
-def largest_confusion(predictions: pd.DataFrame) -> tuple[str, str]:
+def largest_confusion(predictions: pd.DataFrame, *, classes: ClassSet = FI_CLASSES) -> tuple[str, str]:
     """The off-diagonal cell with most images (the first one if there are no errors)."""
-    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"])
+    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(classes))
     np.fill_diagonal(counts, -1)
     i, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
-    return EMOTIONS[i], EMOTIONS[j]
+    return classes.names[i], classes.names[j]
 
 
 def cell_rows(predictions: pd.DataFrame, true: str, pred: str) -> pd.DataFrame:
@@ -78,10 +79,10 @@ def cell_summary(rows: pd.DataFrame) -> dict[str, int]:
             "no_votes": counts[NO_VOTES]}
 
 
-def summary_sentence(true: str, pred: str, summary: Mapping[str, int]) -> str:
+def summary_sentence(true: str, pred: str, summary: Mapping[str, int], *, classes: ClassSet = FI_CLASSES) -> str:
     """'Anger → Sadness: 16 images, 11 non-unanimous votes (7 of them strongly divided)'."""
     noun = "image" if summary["images"] == 1 else "images"
-    text = (f"{display_name(true)} → {display_name(pred)}: {summary['images']} {noun}, "
+    text = (f"{classes.display_name(true)} → {classes.display_name(pred)}: {summary['images']} {noun}, "
             f"{summary['non_unanimous']} non-unanimous votes ({summary['strongly_divided']} of them strongly divided)")
     if summary.get("no_votes"):
         text += f", {summary['no_votes']} without votes"

@@ -5,31 +5,29 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from emotion_core.labels import EMOTIONS, display_name
-
-NAMES = [display_name(e) for e in EMOTIONS]
+from emotion_core.labels import FI_CLASSES, ClassSet
 
 
 def confusion_figure(values: np.ndarray, counts: np.ndarray, *, normalised: bool,
-                     selected: tuple[str, str] | None = None) -> go.Figure:
+                     selected: tuple[str, str] | None = None, classes: ClassSet = FI_CLASSES) -> go.Figure:
     """Heatmap plus a transparent marker per cell: clicking a go.Heatmap cell returns no
     selection in Streamlit, clicking a scatter marker does (customdata = [true, pred])."""
-    n = len(EMOTIONS)
+    ids, names, n = classes.names, list(classes.display), len(classes)
     text = [[(f"{values[i, j]:.0%}" if normalised else f"{int(counts[i, j])}") for j in range(n)] for i in range(n)]
-    figure = go.Figure(go.Heatmap(z=values, x=NAMES, y=NAMES, text=text, texttemplate="%{text}",
+    figure = go.Figure(go.Heatmap(z=values, x=names, y=names, text=text, texttemplate="%{text}",
                                   colorscale="Blues", showscale=False, hoverinfo="skip"))
-    true_ids = [EMOTIONS[i] for i in range(n) for _ in range(n)]
-    pred_ids = [EMOTIONS[j] for _ in range(n) for j in range(n)]
+    true_ids = [ids[i] for i in range(n) for _ in range(n)]
+    pred_ids = [ids[j] for _ in range(n) for j in range(n)]
     figure.add_trace(go.Scatter(
-        x=[display_name(p) for p in pred_ids], y=[display_name(t) for t in true_ids], mode="markers",
+        x=[classes.display_name(p) for p in pred_ids], y=[classes.display_name(t) for t in true_ids], mode="markers",
         marker={"symbol": "square", "size": 44, "opacity": 0.01, "color": "black"},
         customdata=[[t, p] for t, p in zip(true_ids, pred_ids)],
         hovertemplate="true %{y} → predicted %{x}<br>%{text} images<extra></extra>",
-        text=[int(counts[EMOTIONS.index(t), EMOTIONS.index(p)]) for t, p in zip(true_ids, pred_ids)],
+        text=[int(counts[classes.names.index(t), classes.names.index(p)]) for t, p in zip(true_ids, pred_ids)],
         showlegend=False))
     if selected:
-        figure.add_shape(type="rect", x0=EMOTIONS.index(selected[1]) - 0.5, x1=EMOTIONS.index(selected[1]) + 0.5,
-                         y0=EMOTIONS.index(selected[0]) - 0.5, y1=EMOTIONS.index(selected[0]) + 0.5,
+        figure.add_shape(type="rect", x0=classes.names.index(selected[1]) - 0.5, x1=classes.names.index(selected[1]) + 0.5,
+                         y0=classes.names.index(selected[0]) - 0.5, y1=classes.names.index(selected[0]) + 0.5,
                          line={"color": "#e4572e", "width": 3})
     figure.update_layout(xaxis={"title": "predicted", "side": "top", "range": [-0.5, n - 0.5], "fixedrange": True},
                          yaxis={"title": "true", "autorange": False, "range": [n - 0.5, -0.5], "fixedrange": True},
@@ -38,11 +36,11 @@ def confusion_figure(values: np.ndarray, counts: np.ndarray, *, normalised: bool
     return figure
 
 
-def per_class_bars(table: pd.DataFrame) -> go.Figure:
+def per_class_bars(table: pd.DataFrame, *, classes: ClassSet = FI_CLASSES) -> go.Figure:
     figure = go.Figure()
     for column in ("precision", "recall", "f1"):
         figure.add_trace(go.Bar(name=column.capitalize() if column != "f1" else "F1",
-                                x=[display_name(e) for e in table["emotion"]], y=table[column]))
+                                x=[classes.display_name(e) for e in table["emotion"]], y=table[column]))
     figure.update_layout(barmode="group", yaxis={"tickformat": ".0%", "range": [0, 1]}, height=340,
                          margin={"l": 10, "r": 10, "t": 20, "b": 10})
     return figure
@@ -58,8 +56,8 @@ def learning_curves(history: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def probability_bars(probabilities: np.ndarray) -> go.Figure:
-    figure = go.Figure(go.Bar(x=list(probabilities), y=NAMES, orientation="h",
+def probability_bars(probabilities: np.ndarray, *, classes: ClassSet = FI_CLASSES) -> go.Figure:
+    figure = go.Figure(go.Bar(x=list(probabilities), y=list(classes.display), orientation="h",
                               text=[f"{p:.1%}" for p in probabilities], textposition="auto"))
     figure.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"autorange": "reversed"},
                          height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10})

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from emotion_core.labels import display_name
+from emotion_core.labels import FI_CLASSES, ClassSet
 
 MISSING = "—"   # what an empty cell says
 KINDS = ("text", "count", "percent", "ratio", "p")
@@ -69,13 +69,13 @@ PAPER_COLUMNS = {"Emotion": Column("Emotion"), "Prec.": Column("Prec.", "percent
                  "Dev Count": Column("Dev Count", "count"), "Test Count": Column("Test Count", "count")}
 
 
-def paper_table(split_metrics: dict, split_counts: dict) -> pd.DataFrame:
+def paper_table(split_metrics: dict, split_counts: dict, *, classes: ClassSet = FI_CLASSES) -> pd.DataFrame:
     """Emotion | Prec. | Recall | F1 | Train/Dev/Test Count, with an Overall row (accuracy; its recall
     and F1 are empty, NaN)."""
     rows = []
     for entry in split_metrics["per_class"]:
         counts = split_counts.get(entry["emotion"], {})
-        rows.append({"Emotion": display_name(entry["emotion"]), "Prec.": entry["precision"], "Recall": entry["recall"],
+        rows.append({"Emotion": classes.display_name(entry["emotion"]), "Prec.": entry["precision"], "Recall": entry["recall"],
                      "F1": entry["f1"], "Support": entry["support"], "Train Count": counts.get("train", 0),
                      "Dev Count": counts.get("dev", 0), "Test Count": counts.get("test", 0)})
     table = pd.DataFrame(rows)

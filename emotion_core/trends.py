@@ -13,7 +13,7 @@ from scipy.stats import fisher_exact, mannwhitneyu
 
 from emotion_core.attributes import BOOLEAN_ATTRIBUTES, CONTINUOUS_ATTRIBUTES
 from emotion_core.confusion import cell_rows, cell_summary
-from emotion_core.labels import EMOTIONS, display_name
+from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.report import Column
 
 AUTO, TAG = "auto: ", "tag: "
@@ -155,19 +155,22 @@ def standouts(discovered: pd.DataFrame, true: str, pred: str, *, q_max: float = 
 # ---- the paper's paragraphs ----------------------------------------------------------------
 
 def cell_paragraph(predictions: pd.DataFrame, features: pd.DataFrame, true: str, pred: str,
-                   table: pd.DataFrame | None = None) -> str:
+                   table: pd.DataFrame | None = None, *, classes: ClassSet = FI_CLASSES) -> str:
     """'**Anger misclassified as Sadness:** Out of the 16 misclassified, 11 have a
     non-unanimous vote and 7 a strongly divided vote. 11 are monochrome (...)'."""
     summary = cell_summary(cell_rows(predictions, true, pred))
     table = cell_trend_table(predictions, features, true, pred) if table is None else table
     n_reference = len(reference_rows(predictions, true))
-    text = (f"**{display_name(true)} misclassified as {display_name(pred)}:** Out of the {summary['images']} "
+    text = (f"**{classes.display_name(true)} misclassified as {classes.display_name(pred)}:** Out of the {summary['images']} "
             f"misclassified, {summary['non_unanimous']} have a non-unanimous vote and "
             f"{summary['strongly_divided']} a strongly divided vote.")
     for _, row in table[table["in_cell"] > 0].sort_values("in_cell", ascending=False, kind="stable").iterrows():
-        text += (f" {row['in_cell']} {_describe(row['feature'])} ({row['cell_share']:.0%}, vs "
-                 f"{row['reference_share']:.0%} of the {n_reference} correctly classified {display_name(true)} "
-                 f"images; Fisher p = {row['p_value']:.2g}).")
+        if n_reference:
+            against = (f"vs {row['reference_share']:.0%} of the {n_reference} correctly classified "
+                       f"{classes.display_name(true)} images; Fisher p = {row['p_value']:.2g}")
+        else:  # nothing to compare with (e.g. a small dev split): no share, no test
+            against = f"no {classes.display_name(true)} image of this split is correctly classified to compare with"
+        text += f" {row['in_cell']} {_describe(row['feature'])} ({row['cell_share']:.0%}, {against})."
     return text
 
 
@@ -178,10 +181,10 @@ def _describe(feature: str) -> str:
 
 
 def markdown_report(predictions: pd.DataFrame, features: pd.DataFrame, cells: list[tuple[str, str]],
-                    discovered: pd.DataFrame | None = None) -> str:
+                    discovered: pd.DataFrame | None = None, *, classes: ClassSet = FI_CLASSES) -> str:
     parts = ["# Error analysis\n"]
     for true, pred in cells:
-        parts.append(cell_paragraph(predictions, features, true, pred))
+        parts.append(cell_paragraph(predictions, features, true, pred, classes=classes))
         if discovered is not None:
             found = standouts(discovered, true, pred)
             if len(found):
@@ -192,11 +195,11 @@ def markdown_report(predictions: pd.DataFrame, features: pd.DataFrame, cells: li
     return "\n\n".join(parts).rstrip() + "\n"
 
 
-def error_cells(predictions: pd.DataFrame, min_images: int = 1) -> list[tuple[str, str]]:
+def error_cells(predictions: pd.DataFrame, min_images: int = 1, *, classes: ClassSet = FI_CLASSES) -> list[tuple[str, str]]:
     """Off-diagonal cells with at least min_images, largest first."""
     counts = predictions[~predictions["correct"]].groupby(["label", "pred"]).size()
     counts = counts[counts >= min_images].sort_values(ascending=False, kind="stable")
-    return [(t, p) for t, p in counts.index if t in EMOTIONS and p in EMOTIONS]
+    return [(t, p) for t, p in counts.index if t in classes and p in classes]
 
 
 def cells_csv(predictions: pd.DataFrame, features: pd.DataFrame, cells: list[tuple[str, str]]) -> pd.DataFrame:

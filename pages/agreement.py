@@ -36,5 +36,6 @@ st.caption("The groups overlap: non-unanimous counts every image with a disagree
            "ones included (the same definition as the cell summary and the gallery filter).")
 st.subheader("Confusion matrix, unanimous images only")
 if len(unanimous):
-    counts = matrix(unanimous)
-    st.plotly_chart(confusion_figure(counts, counts, normalised=False), key="unanimous_matrix")
+    classes = ui.classes(run)
+    counts = matrix(unanimous, classes=classes)
+    st.plotly_chart(confusion_figure(counts, counts, normalised=False, classes=classes), key="unanimous_matrix")

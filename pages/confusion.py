@@ -9,13 +9,14 @@ from pages.shared import frame, gallery, ui
 frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
+classes = ui.classes(run)
 st.title("Confusion matrix")
 
 
 def apply_click() -> None:
     """Chart callback, before the run: the clicked cell is drawn, picked and shown in that one run.
     Clicking the selected cell again clears plotly's selection (None here): the cell stays."""
-    clicked = cell_from_selection(st.session_state.get("matrix_chart"))
+    clicked = cell_from_selection(st.session_state.get("matrix_chart"), classes=classes)
     if clicked is not None:
         st.session_state[ui.TRUE], st.session_state[ui.PRED] = clicked
 
@@ -24,7 +25,7 @@ def apply_click() -> None:
 def matrix_and_cell(run: RunInfo, predictions: pd.DataFrame) -> None:
     """The matrix, the cell pickers and the cell's gallery: a click on the matrix reruns this part only,
     not the sidebar and the frame around it."""
-    ui.ensure_cell(predictions)
+    ui.ensure_cell(predictions, classes)
     if "matrix_view" not in st.session_state and st.query_params.get("matrix") in MATRIX_VIEWS:
         st.session_state["matrix_view"] = st.query_params["matrix"]  # a shared link opens the same view
     view = st.radio("View", MATRIX_VIEWS, horizontal=True, key="matrix_view")
@@ -32,9 +33,9 @@ def matrix_and_cell(run: RunInfo, predictions: pd.DataFrame) -> None:
     selected = (st.session_state[ui.TRUE], st.session_state[ui.PRED])
     st.plotly_chart(ui.confusion_chart(run, view, selected), on_select=apply_click, selection_mode="points",
                     key="matrix_chart")
-    true, pred = ui.cell_pickers(predictions)
+    true, pred = ui.cell_pickers(predictions, classes)
     rows = ui.cell_rows(run, true, pred)
-    st.subheader(summary_sentence(true, pred, cell_summary(rows)))
+    st.subheader(summary_sentence(true, pred, cell_summary(rows), classes=classes))
     gallery.cell_gallery(run, rows, true, pred)
 
 

@@ -1,8 +1,7 @@
-"""Image inspector: one image large, all 8 probabilities, Grad-CAM for any class, votes."""
+"""Image inspector: one image large, the probability of every class, Grad-CAM for any class, votes."""
 import numpy as np
 import streamlit as st
 
-from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.plots import probability_bars
 from emotion_core.tags import suggestions
 from pages.shared import frame, gallery, ui
@@ -10,6 +9,7 @@ from pages.shared import frame, gallery, ui
 frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
+classes = ui.classes(run)
 st.title("Image inspector")
 
 
@@ -32,20 +32,20 @@ if current in ids:
     back, where, forward = st.columns([1, 3, 1])
     back.button("← previous", disabled=position == 0, on_click=show, args=(ids[max(position - 1, 0)],))
     where.caption(f"image {position + 1} of {len(ids)} in the selected cell "
-                  f"({display_name(st.session_state[ui.TRUE])} → {display_name(st.session_state[ui.PRED])})")
+                  f"({classes.display_name(st.session_state[ui.TRUE])} → {classes.display_name(st.session_state[ui.PRED])})")
     forward.button("next →", disabled=position == len(ids) - 1, on_click=show,
                    args=(ids[min(position + 1, len(ids) - 1)],))
 ui.sync_query_params(image=current)
 
-probabilities = row[[f"p_{e}" for e in EMOTIONS]].to_numpy(dtype=float)
-st.subheader(f"{current}: {display_name(row['label'])} → predicted {display_name(row['pred'])} "
+probabilities = row[[f"p_{e}" for e in classes.names]].to_numpy(dtype=float)
+st.subheader(f"{current}: {classes.display_name(row['label'])} → predicted {classes.display_name(row['pred'])} "
              f"({row['confidence']:.0%})")
 st.write(gallery.votes_text(row))
 st.caption(f"File: `{row['path']}`")
 image_col, info_col = st.columns([3, 2])
 with info_col:
-    st.plotly_chart(probability_bars(probabilities))
-    target = st.selectbox("Grad-CAM for class", EMOTIONS, index=int(row["pred_idx"]), format_func=display_name)
+    st.plotly_chart(probability_bars(probabilities, classes=classes))
+    target = st.selectbox("Grad-CAM for class", classes.names, index=int(row["pred_idx"]), format_func=classes.display_name)
 with image_col:
     if target in (row["pred"], row["label"]):  # stored at evaluation time
         cam = ui.cams(run)[int(row["cam_index"]), 0 if target == row["pred"] else 1].astype(np.float32)
@@ -57,13 +57,13 @@ with image_col:
             st.warning(f"The image file cannot be read any more: {row['path']}")
         elif predictor is not None:
             with st.spinner("Computing Grad-CAM…"):
-                _, cam = predictor.predict_with_cam(image, EMOTIONS.index(target))
+                _, cam = predictor.predict_with_cam(image, classes.index[target])
     left, right = st.columns(2)
     with left:
         ui.show_image(ui.thumbnail(run, row["path"]), caption="image")
     with right:
         if cam is not None:
-            ui.show_image(ui.cam_overlay(run, row["path"], cam, cam_key), caption=f"Grad-CAM: {display_name(target)}")
+            ui.show_image(ui.cam_overlay(run, row["path"], cam, cam_key), caption=f"Grad-CAM: {classes.display_name(target)}")
 
 store, dataset = ui.tag_store(), ui.dataset_key(run)
 if store:

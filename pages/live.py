@@ -1,9 +1,8 @@
-"""Live prediction: upload an image, see the 8 probabilities and Grad-CAM."""
+"""Live prediction: upload an image, see the probability of each of the run's classes and Grad-CAM."""
 import numpy as np
 import streamlit as st
 
 from emotion_core.images import DEFAULT_MAX_PIXELS, ImageLoadError, describe_image, load_image
-from emotion_core.labels import EMOTIONS, display_name
 from emotion_core.overlay import overlay
 from emotion_core.plots import probability_bars
 from pages.shared import frame, ui
@@ -35,17 +34,18 @@ if facts.get("mode") not in (None, "RGB", "L", "P", "RGBA"):
 predictor = ui.predictor(run)
 if predictor is None:
     st.stop()
+classes = predictor.classes  # the checkpoint's own classes, in its output order
 probabilities, top_cam = predictor.predict_with_cam(image, None)
 top = int(np.argmax(probabilities))
-st.subheader(f"Predicted: {display_name(EMOTIONS[top])} ({probabilities[top]:.1%})")
+st.subheader(f"Predicted: {classes.display[top]} ({probabilities[top]:.1%})")
 left, right = st.columns([3, 2])
 with right:
-    st.plotly_chart(probability_bars(probabilities))
-    chosen = st.selectbox("Grad-CAM for class", EMOTIONS, index=top, format_func=display_name)
+    st.plotly_chart(probability_bars(probabilities, classes=classes))
+    chosen = st.selectbox("Grad-CAM for class", classes.names, index=top, format_func=classes.display_name)
 with left:
     shown = image.copy()
     shown.thumbnail((512, 512))
     a, b = st.columns(2)
-    a.image(overlay(shown, top_cam), caption=f"Grad-CAM: {display_name(EMOTIONS[top])} (top class)")
-    cam = top_cam if EMOTIONS.index(chosen) == top else predictor.predict_with_cam(image, EMOTIONS.index(chosen))[1]
-    b.image(overlay(shown, cam), caption=f"Grad-CAM: {display_name(chosen)}")
+    a.image(overlay(shown, top_cam), caption=f"Grad-CAM: {classes.display[top]} (top class)")
+    cam = top_cam if classes.index[chosen] == top else predictor.predict_with_cam(image, classes.index[chosen])[1]
+    b.image(overlay(shown, cam), caption=f"Grad-CAM: {classes.display_name(chosen)}")

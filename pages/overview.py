@@ -9,6 +9,7 @@ from pages.shared import frame, ui
 frame.setup_if_run_directly()
 run = ui.require_run()
 metrics = ui.metrics(run)
+classes = ui.classes(run)
 split = st.session_state[ui.SPLIT]
 split_metrics = metrics["splits"][split]
 st.title(f"Run {run.name}")
@@ -20,8 +21,8 @@ middle.metric("Macro F1", f"{split_metrics['macro_f1']:.1%}")
 right.metric("Images", f"{split_metrics['n_images']:,}")
 
 st.subheader("Per-class results")
-ui.show_table(paper_table(split_metrics, metrics.get("split_counts", {})), PAPER_COLUMNS)
-st.plotly_chart(per_class_bars(pd.DataFrame(split_metrics["per_class"])))
+ui.show_table(paper_table(split_metrics, metrics.get("split_counts", {}), classes=classes), PAPER_COLUMNS)
+st.plotly_chart(per_class_bars(pd.DataFrame(split_metrics["per_class"]), classes=classes))
 
 history = ui.history(run)
 if history is not None and len(history):

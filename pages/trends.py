@@ -3,7 +3,6 @@ import streamlit as st
 
 from emotion_core.attributes import compute_for_run
 from emotion_core.confusion import cell_rows, cell_summary, summary_sentence
-from emotion_core.labels import display_name
 from emotion_core.trends import (
     STANDOUT_COLUMNS,
     TREND_COLUMNS,
@@ -21,6 +20,7 @@ from pages.shared import frame, ui
 frame.setup_if_run_directly()
 run = ui.require_run()
 predictions = ui.predictions(run)
+classes = ui.classes(run)
 st.title("Trends")
 
 attributes = ui.attributes(run)
@@ -35,9 +35,9 @@ store = ui.tag_store()
 tags = store.tags_of(ui.dataset_key(run)) if store else None
 features = image_features(predictions, attributes, tags)
 
-true, pred = ui.cell_pickers(predictions)
+true, pred = ui.cell_pickers(predictions, classes)
 rows = cell_rows(predictions, true, pred)
-st.subheader(summary_sentence(true, pred, cell_summary(rows)))
+st.subheader(summary_sentence(true, pred, cell_summary(rows), classes=classes))
 if true == pred:
     st.info("Pick an off-diagonal cell (a confusion) to compare it with the correctly classified images.")
     st.stop()
@@ -45,10 +45,10 @@ if true == pred:
 table = cell_trend_table(predictions, features, true, pred)
 reference = len(reference_rows(predictions, true))
 st.caption(f"Each feature in the {len(rows)} images of this cell against the {reference} correctly classified "
-           f"{display_name(true)} images: lift = share of the cell / share of the correct images (“only in errors”: "
+           f"{classes.display_name(true)} images: lift = share of the cell / share of the correct images (“only in errors”: "
            "never among the correct images); one-sided Fisher exact test.")
 ui.show_table(table, TREND_COLUMNS)
-st.markdown(cell_paragraph(predictions, features, true, pred, table))
+st.markdown(cell_paragraph(predictions, features, true, pred, table, classes=classes))
 
 st.subheader("What stands out in this cell")
 min_images = st.number_input("Cells tested: at least this many images", 2, 50, 3, key="min_images", width=220)
@@ -62,13 +62,13 @@ else:
     ui.show_table(found, STANDOUT_COLUMNS)
 
 st.subheader("Export")
-cells = error_cells(predictions)
+cells = error_cells(predictions, classes=classes)
 one, every = st.columns(2)
-one.download_button("This cell: Markdown", markdown_report(predictions, features, [(true, pred)], discovered),
+one.download_button("This cell: Markdown", markdown_report(predictions, features, [(true, pred)], discovered, classes=classes),
                     file_name=f"emolens_{true}_to_{pred}.md", mime="text/markdown")
 one.download_button("This cell: CSV", cells_csv(predictions, features, [(true, pred)]).to_csv(index=False),
                     file_name=f"emolens_{true}_to_{pred}.csv", mime="text/csv")
-every.download_button("All cells: Markdown", markdown_report(predictions, features, cells, discovered),
+every.download_button("All cells: Markdown", markdown_report(predictions, features, cells, discovered, classes=classes),
                       file_name="emolens_trends.md", mime="text/markdown")
 every.download_button("All cells: CSV", cells_csv(predictions, features, cells).to_csv(index=False),
                       file_name="emolens_trends.csv", mime="text/csv")

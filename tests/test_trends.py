@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,6 +66,16 @@ def test_markdown_numbers_match_the_table():
     csv = cells_csv(predictions, features, [("anger", "sadness")])
     assert csv.loc[csv["feature"] == "auto: monochrome", "in_cell"].item() == 7
     assert markdown_report(predictions, features, [("anger", "sadness")]).count("misclassified as") == 1
+
+
+def test_a_class_without_correct_images_gets_no_nan_in_its_paragraph():
+    predictions, attributes = toy_predictions()
+    wrong = ~predictions["correct"]  # only the misclassified Anger images are left
+    predictions, attributes = predictions[wrong], attributes[wrong]
+    features = image_features(predictions, attributes)
+    text = cell_paragraph(predictions, features, "anger", "sadness")
+    assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE)
+    assert "7 are monochrome (automatic) (70%, no Anger image of this split is correctly classified" in text
 
 
 def researcher_tags(predictions: pd.DataFrame) -> pd.DataFrame:

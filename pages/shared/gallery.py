@@ -15,7 +15,6 @@ import streamlit as st
 
 from emotion_core.attributes import SUGGESTED_TAGS
 from emotion_core.confusion import ALL_VOTES, SORT_KEYS, VOTE_FILTERS, filter_and_sort, page_of
-from emotion_core.labels import display_name
 from emotion_core.runs import RunInfo
 from emotion_core.tags import TagStore, images_with_all
 from emotion_core.votes import GROUP_LABELS, NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, votes_description
@@ -102,7 +101,7 @@ def cell_gallery(run: RunInfo, rows: pd.DataFrame, true: str, pred: str) -> None
 def cell_image_ids(run: RunInfo, predictions: pd.DataFrame) -> list[str]:
     """The selected cell's images in the gallery's order: the list the gallery showed last when it showed
     this cell (its filters and sort), else all the cell's images in the default order."""
-    ui.ensure_cell(predictions)
+    ui.ensure_cell(predictions, ui.classes(run))
     true, pred = st.session_state[ui.TRUE], st.session_state[ui.PRED]
     if st.session_state.get(CELL_OF_IDS) == shown_cell(run, true, pred) and st.session_state.get(CELL_IDS):
         return st.session_state[CELL_IDS]
@@ -134,8 +133,9 @@ def grid(run: RunInfo, rows: pd.DataFrame, show_cams: bool, tagging: bool, tags:
     texts = [card_text(row, tags.get(row["image_id"], []), attributes_text(attributes, row["image_id"]))
              for row in cards]
     if show_cams:  # said once: every image of the gallery is of the same cell
-        st.caption(f"Left: CAM {display_name(cards[0]['pred'])} (the predicted class) · "
-                   f"right: CAM {display_name(cards[0]['label'])} (the true class)")
+        classes = ui.classes(run)
+        st.caption(f"Left: CAM {classes.display_name(cards[0]['pred'])} (the predicted class) · "
+                   f"right: CAM {classes.display_name(cards[0]['label'])} (the true class)")
     cells = st.columns(COLUMNS)
     for n, (row, picture, text) in enumerate(zip(cards, pictures, texts)):
         with cells[n % COLUMNS].container(border=True):

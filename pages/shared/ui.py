@@ -16,7 +16,7 @@ from emotion_core import runs
 from emotion_core.attributes import ATTRIBUTES_FILE, read_attributes
 from emotion_core.confusion import largest_confusion, matrix
 from emotion_core.images import ImageLoadError, load_image
-from emotion_core.labels import EMOTIONS, display_name
+from emotion_core.labels import ClassSet, run_classes
 from emotion_core.overlay import ImageCache
 from emotion_core.plots import confusion_figure
 from emotion_core.report import Column, format_table
@@ -68,11 +68,14 @@ def _history(run_path: str, mtime: float) -> pd.DataFrame | None:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def _predictor(checkpoint: str, mtime: float) -> Predictor:
-    from emotion_core.model import load_checkpoint
     from emotion_core.predict import Predictor
 
-    model, config, _ = load_checkpoint(checkpoint)
-    return Predictor(model, config.input_size)
+    return Predictor.from_checkpoint(checkpoint)
+
+
+@st.cache_data(show_spinner=False)
+def _classes(run_path: str, mtimes: tuple[float, float]) -> ClassSet:
+    return run_classes(run_path)
 
 
 @st.cache_resource(show_spinner=False)
@@ -160,6 +163,11 @@ def require_run() -> runs.RunInfo:
     return run
 
 
+def classes(run: runs.RunInfo) -> ClassSet:
+    """The run's class set (metrics.json, else its checkpoint), read once per run and change."""
+    return _classes(str(run.path), (_mtime(run.path / runs.METRICS_FILE), _mtime(run.path / "checkpoint.pt")))
+
+
 def metrics(run: runs.RunInfo) -> dict:
     return _metrics(str(run.path), _mtime(run.path / runs.METRICS_FILE))
 
@@ -181,16 +189,21 @@ def _in_split(table: pd.DataFrame, split: str | None) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _confusion_chart(run_path: str, mtime: float, split: str | None, view: str, selected: tuple[str, str]):
-    table = _split_predictions(run_path, mtime, split)
-    counts = matrix(table)
-    values = counts if view == "counts" else matrix(table, view)
-    return confusion_figure(values, counts, normalised=view != "counts", selected=selected)
+    table, classes = _split_predictions(run_path, mtime, split), _classes_of(run_path)
+    counts = matrix(table, classes=classes)
+    values = counts if view == "counts" else matrix(table, view, classes=classes)
+    return confusion_figure(values, counts, normalised=view != "counts", selected=selected, classes=classes)
+
+
+def _classes_of(run_path: str) -> ClassSet:
+    path = Path(run_path)
+    return _classes(run_path, (_mtime(path / runs.METRICS_FILE), _mtime(path / "checkpoint.pt")))
 
 
 def confusion_chart(run: runs.RunInfo, view: str, selected: tuple[str, str]):
     """The matrix figure of the chosen split, made once per view and selected cell (st.plotly_chart
     copies it; building it costs more than the rest of a click's run)."""
-    return _confusion_chart(*_predictions_key(run), view, selected)
+    return _confusion_chart(*_predictions_key(run), view, tuple(selected))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -333,28 +346,29 @@ def sync_query_params(**values: str | None) -> None:
             st.query_params[key] = value
 
 
-def ensure_cell(predictions: pd.DataFrame) -> None:
-    """First visit: the cell from the URL, else the largest confusion."""
-    if TRUE in st.session_state and PRED in st.session_state:
+def ensure_cell(predictions: pd.DataFrame, classes: ClassSet) -> None:
+    """First visit (or a cell the run's classes lack, after switching runs): the cell from the URL,
+    else the largest confusion."""
+    if st.session_state.get(TRUE) in classes and st.session_state.get(PRED) in classes:
         return
-    true, pred = largest_confusion(predictions)
+    true, pred = largest_confusion(predictions, classes=classes)
     wanted_true, wanted_pred = st.query_params.get("true"), st.query_params.get("pred")
-    st.session_state[TRUE] = wanted_true if wanted_true in EMOTIONS else true
-    st.session_state[PRED] = wanted_pred if wanted_pred in EMOTIONS else pred
+    st.session_state[TRUE] = wanted_true if wanted_true in classes else true
+    st.session_state[PRED] = wanted_pred if wanted_pred in classes else pred
 
 
 def _copy_box(box: str, target: str) -> None:
     st.session_state[target] = st.session_state[box]
 
 
-def cell_pickers(predictions: pd.DataFrame) -> tuple[str, str]:
+def cell_pickers(predictions: pd.DataFrame, classes: ClassSet) -> tuple[str, str]:
     """The two select boxes that choose a cell; a chart click sets the same cell."""
-    ensure_cell(predictions)
+    ensure_cell(predictions, classes)
     st.session_state[TRUE_BOX], st.session_state[PRED_BOX] = st.session_state[TRUE], st.session_state[PRED]
     left, right = st.columns(2)
-    left.selectbox("True class", EMOTIONS, key=TRUE_BOX, format_func=display_name,
+    left.selectbox("True class", classes.names, key=TRUE_BOX, format_func=classes.display_name,
                    on_change=_copy_box, args=(TRUE_BOX, TRUE))
-    right.selectbox("Predicted class", EMOTIONS, key=PRED_BOX, format_func=display_name,
+    right.selectbox("Predicted class", classes.names, key=PRED_BOX, format_func=classes.display_name,
                     on_change=_copy_box, args=(PRED_BOX, PRED))
     sync_query_params(true=st.session_state[TRUE], pred=st.session_state[PRED])
     return st.session_state[TRUE], st.session_state[PRED]
