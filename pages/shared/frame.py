@@ -120,9 +120,8 @@ VIA_APP = "_emolens_via_app"
 
 def navigation() -> st.Page:
     """Register the titled navigation and return the page this URL asks for."""
-    page = st.navigation([st.Page(script, title=title, icon=icon, url_path=url_path, default=index == 0)
+    return st.navigation([st.Page(script, title=title, icon=icon, url_path=url_path, default=index == 0)
                           for index, (script, title, icon, url_path) in enumerate(PAGES)])
-    return page
 
 
 def run_app() -> None:

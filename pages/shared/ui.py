@@ -165,7 +165,7 @@ def require_run() -> runs.RunInfo:
 
 def classes(run: runs.RunInfo) -> ClassSet:
     """The run's class set (metrics.json, else its checkpoint), read once per run and change."""
-    return _classes(str(run.path), (_mtime(run.path / runs.METRICS_FILE), _mtime(run.path / "checkpoint.pt")))
+    return _classes_of(str(run.path))
 
 
 def metrics(run: runs.RunInfo) -> dict:
