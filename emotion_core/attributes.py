@@ -128,10 +128,125 @@ def face_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def face_boxes(gray: np.ndarray, cascade: str) -> np.ndarray:
-    """(n, 4) boxes x, y, w, h that `cascade` finds in a face_gray image."""
-    side = max(24, round(FACE_MIN_SHARE * min(gray.shape)))  # 24: the cascades' own window
-    found = _cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side))
-    return np.asarray(found, dtype=np.int64).reshape(-1, 4)
+    """(n, 4) boxes x, y, w, h that `cascade` finds in a face_gray image: the boxes of
+    detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side)), in its
+    order, found with about 70% of its work on photos (_window_hits)."""
+    side = max(HAAR_WINDOW, round(FACE_MIN_SHARE * min(gray.shape)))  # 24: the cascades' own window
+    hits = _window_hits(_cascade(cascade), gray, side)
+    if not hits:
+        return np.zeros((0, 4), dtype=np.int64)
+    grouped, _ = cv2.groupRectangles(hits, HAAR_NEIGHBOURS, HAAR_GROUP_EPS)  # what detectMultiScale ends with
+    return np.asarray(grouped, dtype=np.int64).reshape(-1, 4)
+
+
+# How OpenCV's detectMultiScale searches (objdetect/cascadedetect.cpp, 4.x, one thread): at
+# each scale 1.2**k it shrinks the image (INTER_LINEAR_EXACT) and runs the cascade's 24 px
+# window over it, every 2nd position while the scale is below 2 and every position from 2
+# up, stepping over one more position after a window rejected by the first stage; the
+# windows that pass every stage ("hits") are grouped (groupRectangles, 5 or more similar
+# hits make a box). Two thirds of the time goes to the scales from 2 up, nearly all of it to
+# windows without a face. _window_hits gets the same hits with less of that: the scales
+# below 2 in one OpenCV call; at each scale from 2 up, a pass over half the positions
+# (_Level.checkerboard) shows where the cascade fires, and only the rows whose windows may
+# be grouped with a hit are searched as OpenCV does (_Level.rows), again around every hit
+# they add. A group is missed only if none of its 5+ hits is on the checkerboard or close to
+# another scale's hit: on bench/attributes_throughput.py's 500+ images every box is the same.
+HAAR_WINDOW, HAAR_SCALE_STEP, HAAR_NEIGHBOURS, HAAR_GROUP_EPS = 24, 1.2, 4, 0.2
+
+
+def _hit_positions(cascade: cv2.CascadeClassifier, image: np.ndarray, scale_step: float, side: int) -> np.ndarray:
+    """(n, 2) window positions x, y (in `image`) of OpenCV's hits at the one scale whose window is `side`."""
+    found = cascade.detectMultiScale(image, scale_step, 0, minSize=(side, side), maxSize=(side, side))
+    return np.asarray(found, dtype=np.int64).reshape(-1, 4)[:, :2]
+
+
+class _Level:
+    """One scale from 2 up: the shrunk image exactly as OpenCV makes it, and its windows."""
+
+    def __init__(self, gray: np.ndarray, scale: np.float32):
+        height, width = gray.shape
+        self.scale = scale  # OpenCV keeps scales as float32 and computes sizes and boxes with them
+        size = (int(np.rint(np.float32(width) / scale)), int(np.rint(np.float32(height) / scale)))
+        self.image = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR_EXACT)
+        self.last_x, self.last_y = size[0] - HAAR_WINDOW, size[1] - HAAR_WINDOW  # last window position
+        self.side = int(np.rint(np.float32(HAAR_WINDOW) * scale))
+        self.searched = np.zeros(max(self.last_y + 1, 0), dtype=bool)  # rows searched as OpenCV does
+
+    def hits(self, positions: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Boxes in the analysed image, (x, y, side, side), of window positions at this scale."""
+        corners = np.rint(positions.astype(np.float32) * self.scale).astype(np.int64)
+        return [(int(x), int(y), self.side, self.side) for x, y in corners]
+
+    def checkerboard(self, cascade: cv2.CascadeClassifier) -> list[tuple]:
+        """Hits among every 2nd position of every 2nd row and of the image shifted by one pixel
+        diagonally (OpenCV at scale 1 steps by 2): found cheaply, not all of them OpenCV's."""
+        shifted = np.ascontiguousarray(self.image[1:, 1:])
+        return self.hits(np.concatenate([_hit_positions(cascade, self.image, HAAR_SCALE_STEP, HAAR_WINDOW),
+                                         _hit_positions(cascade, shifted, HAAR_SCALE_STEP, HAAR_WINDOW) + 1]))
+
+    def rows(self, cascade: cv2.CascadeClassifier, first: int, last: int) -> list[tuple]:
+        """OpenCV's hits in window rows first..last, searched as OpenCV does at this scale: it
+        steps by one position only from scale 2, so the band goes in doubled, which OpenCV at
+        its scale 2 halves back exactly (each output pixel the mean of 4 equal ones)."""
+        band = self.image[first:last + HAAR_WINDOW]
+        doubled = np.repeat(np.repeat(band, 2, axis=0), 2, axis=1)
+        self.searched[first:last + 1] = True
+        return self.hits(_hit_positions(cascade, doubled, 2.0, 2 * HAAR_WINDOW) // 2 + (0, first))
+
+    def rows_near(self, box: tuple) -> tuple[int, int] | None:
+        """Window rows of this scale that may hold a window groupRectangles finds similar to
+        `box` (each side within eps times the mean of the smaller width and height), with a
+        row to spare each way; None if the sizes are too different."""
+        x, y, width, height = box
+        delta = HAAR_GROUP_EPS * (min(width, self.side) + min(height, self.side)) * 0.5
+        if abs(width - self.side) > 2 * delta or abs(height - self.side) > 2 * delta:
+            return None
+        top, bottom = max(y - delta, y + height - self.side - delta), min(y + delta, y + height - self.side + delta)
+        first = max(0, math.floor(top / float(self.scale)) - 1)
+        last = min(self.last_y, math.ceil(bottom / float(self.scale)) + 1)
+        return (first, last) if first <= last else None
+
+
+def _haar_scales(shape: tuple[int, int], min_side: int) -> list[np.float32]:
+    """The scales detectMultiScale searches: 1.2**k while the window fits, from min_side up."""
+    scales, factor = [], 1.0
+    while round(HAAR_WINDOW * factor) <= min(shape):
+        if round(HAAR_WINDOW * factor) >= min_side:
+            scales.append(np.float32(factor))
+        factor *= HAAR_SCALE_STEP
+    return scales
+
+
+def _window_hits(cascade: cv2.CascadeClassifier, gray: np.ndarray, min_side: int) -> list[list[int]]:
+    """OpenCV's hits (see above), in its order (scale, then row, then column), clipped to the image."""
+    scales = _haar_scales(gray.shape, min_side)
+    below_two = [scale for scale in scales if scale < 2]
+    first_hits = []  # OpenCV's own, already in its order and clipped
+    if below_two:
+        largest = round(HAAR_WINDOW * float(below_two[-1]))
+        found = cascade.detectMultiScale(gray, HAAR_SCALE_STEP, 0, minSize=(min_side, min_side),
+                                         maxSize=(largest, largest))
+        first_hits = np.asarray(found, dtype=np.int64).reshape(-1, 4).tolist()
+    levels = [_Level(gray, scale) for scale in scales if scale >= 2]
+    levels = [level for level in levels if level.last_x >= 0 and level.last_y >= 0]
+    hits = set()  # at the levels: unclipped, each (x, y, side, side)
+    around = set(map(tuple, first_hits)).union(*(level.checkerboard(cascade) for level in levels))
+    while around:
+        added = set()
+        for level in levels:
+            rows = np.zeros_like(level.searched)
+            for first, last in filter(None, map(level.rows_near, around)):
+                rows[first:last + 1] = True
+            rows = np.flatnonzero(rows & ~level.searched)
+            if len(rows):
+                gaps = np.flatnonzero(np.diff(rows) > 1)
+                for first, last in zip(rows[np.r_[0, gaps + 1]], rows[np.r_[gaps, len(rows) - 1]]):
+                    added.update(level.rows(cascade, int(first), int(last)))
+        around = added - hits
+        hits |= added
+    height, width = gray.shape
+    return first_hits + [[x, y, min(side, width - x), min(side, height - y)]
+                         for x, y, side, _ in sorted(hits, key=lambda box: (box[2], box[1], box[0]))]
 
 
 def count_faces(rgb: np.ndarray, cascade: str) -> int:
@@ -173,10 +288,12 @@ def pixel_row(image: Image.Image | None) -> np.ndarray:
     return np.array([float(values[column]) for column in PIXEL_COLUMNS])
 
 
-def attributes_table(image_ids: Sequence[str], pixel_rows: np.ndarray, cams: np.ndarray | None) -> pd.DataFrame:
+def attributes_table(image_ids: Sequence[str], pixel_rows: np.ndarray, cams: np.ndarray | None,
+                     cam_index: np.ndarray | None = None) -> pd.DataFrame:
     """The attributes file's table from pixel rows (N, len(PIXEL_COLUMNS)) and the CAMs
-    (N, 2, h, w) of the same images (None: no cam_concentration). An all-NaN row (an
-    unreadable image) gets False flags, no face counts and NaN elsewhere."""
+    (N, 2, h, w) of the same images, or, with cam_index (N,), the CAMs of a whole run and
+    each image's row in them (None: no cam_concentration). An all-NaN row (an unreadable
+    image) gets False flags, no face counts and NaN elsewhere."""
     pixel_rows = np.asarray(pixel_rows, dtype=np.float64).reshape(len(image_ids), len(PIXEL_COLUMNS))
     table = pd.DataFrame(pixel_rows, columns=list(PIXEL_COLUMNS))
     table.insert(0, "image_id", pd.Series(list(image_ids), dtype=str))  # str also when empty
@@ -187,16 +304,28 @@ def attributes_table(image_ids: Sequence[str], pixel_rows: np.ndarray, cams: np.
     readable = ~np.isnan(pixel_rows).all(axis=1)
     concentration = np.full(len(table), np.nan)
     if cams is not None and len(table):
-        concentration = np.where(readable, _predicted_class_concentrations(cams), np.nan)
+        concentration = np.where(readable, _predicted_class_concentrations(cams, cam_index), np.nan)
     table["cam_concentration"] = concentration
     return table
 
 
-def _predicted_class_concentrations(cams: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """cam_concentrations of each image's predicted-class map, in chunks (cams may be a
-    memory map of 100k+ images)."""
-    return np.concatenate([cam_concentrations(np.asarray(cams[start:start + chunk, 0], dtype=np.float32))
-                           for start in range(0, len(cams), chunk)])
+CAM_CHUNK = 8192  # predicted-class maps in memory at a time
+
+
+def _predicted_class_concentrations(cams: np.ndarray, cam_index: np.ndarray | None = None) -> np.ndarray:
+    """cam_concentrations of the predicted-class map of cams' rows (or of rows cam_index),
+    CAM_CHUNK maps at a time: cams may be a memory map of 100k+ images."""
+    rows = np.arange(len(cams)) if cam_index is None else np.asarray(cam_index, dtype=np.int64)
+    return np.concatenate([cam_concentrations(np.asarray(_predicted_maps(cams, rows[start:start + CAM_CHUNK]),
+                                                         dtype=np.float32))
+                           for start in range(0, len(rows), CAM_CHUNK)])
+
+
+def _predicted_maps(cams: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """cams[rows, 0], read as one slice when the rows follow each other (as evaluation writes them)."""
+    if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+        return cams[int(rows[0]):int(rows[0]) + len(rows), 0]
+    return cams[rows, 0]
 
 
 def compute_attributes(predictions: pd.DataFrame, cams: np.ndarray | None, *, workers: int | None = None,
@@ -217,9 +346,9 @@ def compute_attributes(predictions: pd.DataFrame, cams: np.ndarray | None, *, wo
             rows.append(values)
             if progress and (n % 25 == 0 or n == len(predictions)):
                 progress(n / len(predictions), f"attributes for {n}/{len(predictions)} images")
-    if cams is not None:
-        cams = cams[predictions["cam_index"].to_numpy()]
-    return attributes_table(predictions["image_id"].tolist(), np.array(rows).reshape(-1, len(PIXEL_COLUMNS)), cams)
+    cam_index = predictions["cam_index"].to_numpy() if cams is not None else None
+    return attributes_table(predictions["image_id"].tolist(), np.array(rows).reshape(-1, len(PIXEL_COLUMNS)), cams,
+                            cam_index)
 
 
 def write_attributes(run_dir: str | os.PathLike, attributes: pd.DataFrame) -> None:

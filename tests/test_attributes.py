@@ -126,3 +126,63 @@ def test_threads_give_the_attributes_one_thread_gives(tmp_path):
     assert not one.loc[3, "monochrome"] and np.isnan(one.loc[3, "brightness"])  # unreadable: NaN, no flags
     for _ in range(3):
         pd.testing.assert_frame_equal(compute_attributes(table, cams, workers=4), one)
+
+
+class _RecordedCams:
+    """A run's CAMs (N, 2, h, w) that record how many maps each read takes."""
+
+    def __init__(self, cams: np.ndarray):
+        self.cams, self.reads = cams, []
+
+    def __len__(self) -> int:
+        return len(self.cams)
+
+    def __getitem__(self, key):
+        part = self.cams[key]
+        self.reads.append(part.size // (self.cams.shape[2] * self.cams.shape[3]))
+        return part
+
+
+def test_cam_concentration_reads_only_predicted_maps_in_chunks(tmp_path, monkeypatch):
+    """compute_attributes for a run evaluated without attributes: cams.npy may be a memory
+    map of 100k+ images, of which it reads each prediction's predicted-class map, a chunk
+    at a time, never the whole array."""
+    rng = np.random.default_rng(2)
+    cams = (rng.random((40, 2, 5, 5)) ** 3).astype(np.float16)
+    cams[7] = 0.0
+    np.save(tmp_path / "cams.npy", cams)
+    mapped = np.load(tmp_path / "cams.npy", mmap_mode="r")
+    cam_index = rng.permutation(40)[:25]  # a subset of the run's rows, in another order
+    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(25)], "path": [str(tmp_path / "missing.jpg")] * 25,
+                          "cam_index": cam_index})
+    monkeypatch.setattr(attributes, "pixel_row", lambda image: np.zeros(len(attributes.PIXEL_COLUMNS)))
+    monkeypatch.setattr(attributes, "CAM_CHUNK", 4)
+    recorded = _RecordedCams(mapped)
+    result = compute_attributes(table, recorded, workers=1)
+    expected = attributes.cam_concentrations(np.asarray(mapped[cam_index][:, 0], dtype=np.float32))
+    np.testing.assert_array_equal(result["cam_concentration"].to_numpy(), expected)  # as indexing all at once
+    assert recorded.reads and max(recorded.reads) <= 4 and sum(recorded.reads) == 25
+
+
+def test_fast_face_search_gives_opencvs_boxes():
+    """face_boxes skips most windows at scales from 2 up: it must still return exactly what
+    detectMultiScale returns, box for box, on portraits, pasted faces and textures."""
+    portrait, photos = _portrait(), _photos_without_faces()
+    rng = np.random.default_rng(4)
+    images = [portrait, ImageOps.mirror(portrait), *photos]
+    for k in range(6):
+        scene = photos[k % 2].resize((500, 375))
+        face_side = int(rng.uniform(90, 300))
+        scene.paste(portrait.resize((face_side, int(face_side * 1.17))),
+                    (int(rng.integers(0, 500 - face_side)), int(rng.integers(0, 60))))
+        images.append(scene)
+    noise = rng.integers(0, 255, (47, 63, 3), dtype=np.uint8)
+    images += [Image.fromarray(noise).resize((500, 375), Image.BICUBIC), Image.fromarray(noise).resize((90, 70))]
+    for k, image in enumerate(images):
+        gray = attributes.face_gray(attributes.analysis_pixels(image))
+        side = max(24, round(attributes.FACE_MIN_SHARE * min(gray.shape)))
+        for cascade in (attributes.FACE_CASCADE, attributes.CAT_FACE_CASCADE):
+            plain = attributes._cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4,
+                                                                  minSize=(side, side))
+            np.testing.assert_array_equal(attributes.face_boxes(gray, cascade),
+                                          np.asarray(plain, dtype=np.int64).reshape(-1, 4), err_msg=f"image {k}")
