@@ -64,10 +64,26 @@ def probability_bars(probabilities: np.ndarray, *, classes: ClassSet = FI_CLASSE
     return figure
 
 
-def accuracy_by_agreement_figure(table: pd.DataFrame) -> go.Figure:
+def vote_bars(distribution: dict[str, float], label: str, *, classes: ClassSet = FI_CLASSES) -> go.Figure:
+    """One image's annotator votes per class (counts, or Emotion6's shares), the label's bar highlighted."""
+    values = list(distribution.values())
+    total = sum(values)
+    counted = all(float(v).is_integer() for v in values)
+    text = [f"{v:.0f}" if counted else f"{v / total:.0%}" if total else "" for v in values]
+    colours = ["#e4572e" if name == label else "#9bb7d4" for name in distribution]
+    figure = go.Figure(go.Bar(x=values, y=[classes.display_name(name) for name in distribution], orientation="h",
+                              text=text, textposition="auto", marker={"color": colours}, hoverinfo="skip"))
+    figure.update_layout(xaxis={"title": "votes" if counted else "share of votes",
+                                **({} if counted else {"tickformat": ".0%"})},
+                         yaxis={"autorange": "reversed"}, height=60 + 22 * len(values),
+                         margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure
+
+
+def accuracy_by_agreement_figure(table: pd.DataFrame, *, x_title: str = "agree/total votes for the label") -> go.Figure:
     figure = go.Figure(go.Bar(x=table["votes"], y=table["accuracy"], text=[f"n={n}" for n in table["images"]],
                               textposition="outside"))
-    figure.update_layout(xaxis={"title": "agree/total votes for the label"},
+    figure.update_layout(xaxis={"title": x_title, "type": "category"},
                          yaxis={"title": "accuracy", "tickformat": ".0%", "range": [0, 1.1]}, height=340,
                          margin={"l": 10, "r": 10, "t": 20, "b": 10})
     return figure

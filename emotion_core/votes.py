@@ -1,13 +1,33 @@
 """Annotator vote agreement, read from the counts (never assuming 5 voters).
 
-The one definition every view uses (cell summary, gallery filter and badges, agreement page):
+Two kinds of votes, one definition. FI's Turkers voted agree or disagree on the one emotion
+shown to them (`agree`, `disagree`). Flickr_LDL and Twitter_LDL give every image a vote
+distribution over all the classes (`votes_<class>` counts), Emotion6 a probability distribution
+(`votes_<class>` shares summing to 1). A row's distribution is used when every votes_<class>
+column of the table is recorded for it and one of them is its label's; otherwise its agree /
+disagree counts are. FI is the distribution's two-answer case: "agree" is the label, "disagree"
+the one other answer, so every rule below reads the same on both.
 
-- no votes:          agree or disagree unknown, or agree + disagree == 0
-- unanimous:         votes and disagree == 0
-- non-unanimous:     votes and disagree > 0 (includes strongly divided)
-- strongly divided:  non-unanimous and agree - disagree <= 1 (3 vs 2 of 5)
+- agreement:         votes for the label / all votes (FI: agree / (agree + disagree); a
+                     distribution: votes_<label> / sum of votes_*, so Emotion6's probabilities
+                     are already shares)
+- no votes:          no usable votes: a count unknown, or all votes 0
+- unanimous:         every vote for the label (FI: disagree == 0; a distribution: every other
+                     class 0)
+- non-unanimous:     any vote for another answer (includes strongly divided)
+- strongly divided:  non-unanimous and the label at most one vote ahead of the strongest other
+                     answer (FI: agree - disagree <= 1, 3 vs 2 of 5; a distribution: votes_<label>
+                     minus the most-voted other class <= 1, e.g. 5 Awe vs 4 Fear; shares without
+                     counts (a row with a fractional value, Emotion6): that margin <= 0.1 of all votes)
+
+Strongly divided compares the label with the runner-up class, not with all other votes
+together: an LDL image with 4 of 11 votes for its label, spread 3/2/1/1 over the others, is a
+plurality with a clear lead, not a coin flip, while 4 Awe vs 4 Fear would be (such exact ties
+are left out at import).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,54 +45,126 @@ GROUP_LABELS = {
     STRONGLY_DIVIDED: "strongly divided (agree − disagree ≤ 1)",
     NO_VOTES: "no votes",
 }
+# The same groups in the words of a vote distribution (LDL, Emotion6)
+DISTRIBUTION_GROUP_LABELS = {
+    UNANIMOUS: "unanimous (every vote for the label)",
+    NON_UNANIMOUS: "non-unanimous (any vote for another class; includes strongly divided)",
+    STRONGLY_DIVIDED: "strongly divided (label ≤ 1 vote ahead of the runner-up)",
+    NO_VOTES: "no votes",
+}
 VOTE_COLUMNS = ("agree", "disagree")
+DISTRIBUTION_PREFIX = "votes_"
+DIVIDED_VOTES = 1.0    # strongly divided: the label at most this many votes ahead of the runner-up
+DIVIDED_SHARE = 0.1    # the same for shares without counts (Emotion6): about one voter of ten
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Every image's votes as the rules need them, float arrays (NaN: unknown)."""
+    label: np.ndarray      # votes for the label (FI: agree)
+    total: np.ndarray      # all votes
+    runner_up: np.ndarray  # votes of the strongest other answer (FI: disagree)
+    margin: np.ndarray     # how far ahead of the runner-up still counts as strongly divided
+
+
+def distribution_columns(frame: pd.DataFrame) -> list[str]:
+    """The table's votes_<class> columns, in the table's (the class set's) order."""
+    return [c for c in frame.columns if isinstance(c, str) and c.startswith(DISTRIBUTION_PREFIX)]
+
+
+def tally(frame: pd.DataFrame) -> Tally:
+    """The votes of every image: its distribution where it has one, else agree / disagree."""
+    index = frame.index
+    agree = _as_float(frame["agree"] if "agree" in frame else pd.Series(np.nan, index=index)).to_numpy()
+    disagree = _as_float(frame["disagree"] if "disagree" in frame else pd.Series(np.nan, index=index)).to_numpy()
+    label, total, runner_up = agree.copy(), agree + disagree, disagree.copy()
+    margin = np.full(len(frame), DIVIDED_VOTES)
+    rows = np.nonzero(_distribution_rows(frame))[0]
+    if len(rows):
+        columns = distribution_columns(frame)
+        votes = np.column_stack([_as_float(frame[c]).to_numpy() for c in columns])  # (N, classes)
+        position = {c[len(DISTRIBUTION_PREFIX):]: i for i, c in enumerate(columns)}
+        cols = frame["label"].iloc[rows].map(position).to_numpy(dtype=int)
+        others = votes[rows].copy()
+        label[rows] = others[np.arange(len(rows)), cols]
+        others[np.arange(len(rows)), cols] = 0.0
+        total[rows] = votes[rows].sum(axis=1)
+        runner_up[rows] = others.max(axis=1)
+        shares = (votes[rows] != np.round(votes[rows])).any(axis=1)  # a fractional value: no counts
+        margin[rows] = np.where(shares, DIVIDED_SHARE * total[rows], DIVIDED_VOTES)
+    return Tally(label, total, runner_up, margin)
+
+
+def has_distribution(frame: pd.DataFrame) -> bool:
+    """Whether some image of the table has a usable vote distribution (votes_<class>)."""
+    return bool(_distribution_rows(frame).any())
+
+
+def vote_distribution(row) -> dict[str, float] | None:
+    """One image's votes per class ({'amusement': 1, 'awe': 6, ...}, table order), or None when
+    the image has no complete distribution that includes its label (e.g. FI)."""
+    columns = [c for c in row.keys() if isinstance(c, str) and c.startswith(DISTRIBUTION_PREFIX)]
+    values = {c[len(DISTRIBUTION_PREFIX):]: row[c] for c in columns}
+    if not values or row.get("label") not in values or any(pd.isna(v) for v in values.values()):
+        return None
+    return {name: float(v) for name, v in values.items()}
+
+
+def vote_agreement(frame: pd.DataFrame) -> pd.Series:
+    """Share of the votes for the label per image; NaN where there are no votes."""
+    return pd.Series(_share(tally(frame)), index=frame.index, dtype="float64")
+
+
+def images_in_group(frame: pd.DataFrame, group: str) -> pd.Series:
+    """Boolean mask of the table's images in one vote group (see the module docstring)."""
+    return _group_mask(tally(frame), group, frame.index)
+
+
+def vote_levels(frame: pd.DataFrame) -> pd.Series:
+    """The most specific group per image, for badges: strongly divided before non-unanimous."""
+    return _levels(tally(frame), frame.index)
 
 
 def agreement(agree: pd.Series, disagree: pd.Series) -> pd.Series:
-    """agree / (agree + disagree); NaN where there are no votes."""
+    """agree / (agree + disagree); NaN where there are no votes (FI's counts only: a table
+    that may hold a distribution goes through vote_agreement)."""
     agree = _as_float(agree)
     total = agree + _as_float(disagree)
     return (agree / total.where(total > 0)).astype("float64")
 
 
 def in_group(agree: pd.Series, disagree: pd.Series, group: str) -> pd.Series:
-    """Boolean mask of the images in one vote group (see the module docstring)."""
-    if group not in VOTE_GROUPS:
-        raise ValueError(f"unknown vote group {group!r}; valid: {', '.join(VOTE_GROUPS)}")
-    a, d = _as_float(agree), _as_float(disagree)
-    voted = (a + d > 0).to_numpy()  # NaN compares False: a missing count means no votes
-    masks = {
-        NO_VOTES: ~voted,
-        UNANIMOUS: voted & (d == 0).to_numpy(),
-        NON_UNANIMOUS: voted & (d > 0).to_numpy(),
-        STRONGLY_DIVIDED: voted & (d > 0).to_numpy() & (a - d <= 1).to_numpy(),
-    }
-    return pd.Series(masks[group], index=agree.index, dtype=bool)
+    """Boolean mask of the images in one vote group, from agree / disagree counts only."""
+    return _group_mask(_agree_tally(agree, disagree), group, agree.index)
+
+
+def agreement_level(agree: pd.Series, disagree: pd.Series) -> pd.Series:
+    """The most specific group per image from agree / disagree counts only."""
+    return _levels(_agree_tally(agree, disagree), agree.index)
 
 
 def group_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Images per vote group of a predictions table (groups overlap, see the module docstring)."""
-    return {group: int(in_group(frame["agree"], frame["disagree"], group).sum()) for group in VOTE_GROUPS}
+    counted = tally(frame)
+    return {group: int(_group_mask(counted, group, frame.index).sum()) for group in VOTE_GROUPS}
 
 
-def agreement_level(agree: pd.Series, disagree: pd.Series) -> pd.Series:
-    """The most specific group per image, for badges: strongly divided before non-unanimous."""
-    level = np.full(len(agree), NON_UNANIMOUS, dtype=object)
-    for group in (STRONGLY_DIVIDED, UNANIMOUS, NO_VOTES):  # disjoint masks
-        level[in_group(agree, disagree, group).to_numpy()] = group
-    return pd.Series(level, index=agree.index, dtype="object")
+def group_labels(frame: pd.DataFrame) -> dict[str, str]:
+    """The groups' names in the words of the table's votes: a distribution's or FI's agree/disagree."""
+    return DISTRIBUTION_GROUP_LABELS if has_distribution(frame) else GROUP_LABELS
 
 
 def with_votes(frame: pd.DataFrame) -> pd.DataFrame:
     """The table with agree/disagree (nullable ints; NA where a column is absent) and
-    agreement / agreement_level recomputed from them, so that a run written by another
-    tool or an older EmoLens reads the same as a fresh one."""
+    agreement / agreement_level recomputed from the votes (the distribution where an image has
+    one), so that a run written by another tool or an older EmoLens reads the same as a fresh one."""
     frame = frame.copy()
     for column in VOTE_COLUMNS:
         values = frame[column] if column in frame else pd.Series(pd.NA, index=frame.index)
         frame[column] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
-    frame["agreement"] = agreement(frame["agree"], frame["disagree"])
-    frame["agreement_level"] = agreement_level(frame["agree"], frame["disagree"])
+    counted = tally(frame)
+    frame["agreement"] = _share(counted)
+    frame["agreement_level"] = _levels(counted, frame.index)
     return frame
 
 
@@ -90,8 +182,10 @@ def votes_description(agree, disagree) -> str:
 
 def missing_votes_note(frame: pd.DataFrame) -> str | None:
     """Why a table has no usable votes at all (None when some image has them)."""
-    if not in_group(frame["agree"], frame["disagree"], NO_VOTES).all():
+    if not images_in_group(frame, NO_VOTES).all():
         return None
+    if distribution_columns(frame):
+        return "No image has a usable vote distribution (a votes_ column is empty, or all votes are 0)."
     has = [c for c in VOTE_COLUMNS if c in frame and frame[c].notna().any()]
     if len(has) == 1:
         other = next(c for c in VOTE_COLUMNS if c not in has)
@@ -99,6 +193,46 @@ def missing_votes_note(frame: pd.DataFrame) -> str | None:
     if has:
         return "No image has usable votes (agree + disagree is 0, or one of the counts is missing)."
     return "This dataset has no agree/disagree votes (e.g. imported from class folders)."
+
+
+def _distribution_rows(frame: pd.DataFrame) -> np.ndarray:
+    columns = distribution_columns(frame)
+    if not columns or "label" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    recorded = frame[columns].notna().all(axis=1).to_numpy()
+    labelled = frame["label"].isin([c[len(DISTRIBUTION_PREFIX):] for c in columns]).to_numpy()
+    return recorded & labelled
+
+
+def _share(counted: Tally) -> np.ndarray:
+    voted = counted.total > 0
+    return np.divide(counted.label, counted.total, out=np.full(len(voted), np.nan), where=voted)
+
+
+def _agree_tally(agree: pd.Series, disagree: pd.Series) -> Tally:
+    a, d = _as_float(agree).to_numpy(), _as_float(disagree).to_numpy()
+    return Tally(a, a + d, d, np.full(len(a), DIVIDED_VOTES))
+
+
+def _group_mask(counted: Tally, group: str, index: pd.Index) -> pd.Series:
+    if group not in VOTE_GROUPS:
+        raise ValueError(f"unknown vote group {group!r}; valid: {', '.join(VOTE_GROUPS)}")
+    voted = counted.total > 0  # NaN compares False: a missing count means no votes
+    others = voted & (counted.runner_up > 0)
+    masks = {
+        NO_VOTES: ~voted,
+        UNANIMOUS: voted & (counted.runner_up == 0),
+        NON_UNANIMOUS: others,
+        STRONGLY_DIVIDED: others & (counted.label - counted.runner_up <= counted.margin),
+    }
+    return pd.Series(masks[group], index=index, dtype=bool)
+
+
+def _levels(counted: Tally, index: pd.Index) -> pd.Series:
+    level = np.full(len(index), NON_UNANIMOUS, dtype=object)
+    for group in (STRONGLY_DIVIDED, UNANIMOUS, NO_VOTES):  # disjoint masks
+        level[_group_mask(counted, group, index).to_numpy()] = group
+    return pd.Series(level, index=index, dtype="object")
 
 
 def _as_float(values: pd.Series) -> pd.Series:

@@ -5,14 +5,20 @@ import pytest
 from emotion_core.confusion import accuracy_by_agreement, accuracy_by_vote_group, cell_summary, filter_and_sort, \
     unanimous_only
 from emotion_core.votes import (
+    DISTRIBUTION_GROUP_LABELS,
     GROUP_LABELS,
     NO_VOTES,
     NON_UNANIMOUS,
     STRONGLY_DIVIDED,
     UNANIMOUS,
     agreement_level,
+    group_labels,
+    images_in_group,
     in_group,
     missing_votes_note,
+    vote_agreement,
+    vote_distribution,
+    vote_levels,
     votes_description,
     with_votes,
 )
@@ -94,3 +100,102 @@ def test_votes_in_words():
     assert votes_description(pd.NA, float("nan")) == "no votes"
     assert missing_votes_note(with_votes(votes_frame())) is None
     assert "no agree/disagree votes" in missing_votes_note(with_votes(votes_frame().drop(columns=["agree", "disagree"])))
+
+
+# ---- vote distributions (Flickr_LDL / Twitter_LDL counts, Emotion6 shares) -------------------------
+
+MIKELS = ["amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sadness"]
+# image -> (label, votes per class in MIKELS order, expected group, expected share)
+LDL = {
+    "unanimous": ("fear", [0, 0, 0, 0, 0, 0, 8, 0], UNANIMOUS, 1.0),
+    "plurality": ("awe", [1, 0, 5, 1, 0, 0, 2, 0], NON_UNANIMOUS, 5 / 9),    # 5 vs 4 others: clear lead over 2
+    "coin flip": ("awe", [0, 0, 5, 0, 0, 0, 4, 2], STRONGLY_DIVIDED, 5 / 11),  # 5 Awe vs 4 Fear
+    "minority": ("sadness", [3, 3, 0, 0, 0, 0, 0, 2], STRONGLY_DIVIDED, 2 / 8),  # label behind the runner-up
+    "majority": ("anger", [1, 6, 0, 0, 1, 0, 0, 0], NON_UNANIMOUS, 6 / 8),
+    "all zero": ("anger", [0] * 8, NO_VOTES, None),
+}
+
+
+def ldl_frame() -> pd.DataFrame:
+    """As the LDL importer writes it: votes_<class> counts, agree = the label's votes, disagree = the rest."""
+    rows = []
+    for image_id, (label, votes, _, _) in LDL.items():
+        agree = votes[MIKELS.index(label)]
+        rows.append({"image_id": image_id, "label": label, "pred": "awe", "confidence": 0.5,
+                     "correct": label == "awe", "agree": agree, "disagree": sum(votes) - agree,
+                     **{f"votes_{e}": v for e, v in zip(MIKELS, votes)}})
+    frame = pd.DataFrame(rows)
+    return frame.astype({c: "Int64" for c in frame if c.startswith("votes_") or c in ("agree", "disagree")})
+
+
+def test_a_vote_distribution_gives_share_for_the_label_and_runner_up_groups():
+    frame = with_votes(ldl_frame())
+    expected = {image_id: case[2] for image_id, case in LDL.items()}
+    assert dict(zip(frame["image_id"], frame["agreement_level"])) == expected
+    shares = dict(zip(frame["image_id"], frame["agreement"]))
+    for image_id, (*_, share) in LDL.items():
+        assert shares[image_id] == pytest.approx(share) if share is not None else pd.isna(shares[image_id])
+    # the same groups in every view: cell summary, gallery filter, agreement page, unanimous matrix
+    assert cell_summary(frame) == {"images": 6, "non_unanimous": 4, "strongly_divided": 2, "unanimous": 1,
+                                   "no_votes": 1}
+    assert set(filter_and_sort(frame, votes=STRONGLY_DIVIDED)["image_id"]) == {"coin flip", "minority"}
+    assert unanimous_only(frame)["image_id"].tolist() == ["unanimous"]
+    groups = accuracy_by_vote_group(frame).set_index("votes")["images"]
+    assert groups[DISTRIBUTION_GROUP_LABELS[STRONGLY_DIVIDED]] == 2
+    assert groups[DISTRIBUTION_GROUP_LABELS[NON_UNANIMOUS]] == 4
+
+
+def test_the_group_functions_read_the_distribution_over_agree_and_disagree():
+    # 5 agree / 4 disagree is strongly divided for FI, but the 4 are spread over three classes
+    frame = ldl_frame().set_index("image_id", drop=False)
+    assert in_group(frame["agree"], frame["disagree"], STRONGLY_DIVIDED)["plurality"]  # FI's reading
+    assert not images_in_group(frame, STRONGLY_DIVIDED)["plurality"]
+    assert vote_levels(frame)["plurality"] == NON_UNANIMOUS
+    assert vote_agreement(frame)["coin flip"] == pytest.approx(5 / 11)
+
+
+def test_accuracy_by_agreement_bins_the_share_of_votes_for_the_label():
+    table = accuracy_by_agreement(with_votes(ldl_frame()))
+    assert table["votes"].tolist() == ["20–30%", "40–50%", "50–60%", "70–80%", "100%"]
+    assert table["images"].tolist() == [1, 1, 1, 1, 1]
+    assert table["accuracy"].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]  # pred is awe: coin flip and plurality right
+
+
+def test_a_row_without_a_complete_distribution_keeps_agree_and_disagree():
+    frame = ldl_frame()
+    frame.loc[frame["image_id"] == "plurality", "votes_anger"] = pd.NA  # one class not recorded
+    fresh = with_votes(frame).set_index("image_id")
+    assert fresh.loc["plurality", "agreement_level"] == STRONGLY_DIVIDED  # 5 agree / 4 disagree
+    assert fresh.loc["coin flip", "agreement_level"] == STRONGLY_DIVIDED
+    assert vote_distribution(fresh.loc["plurality"].to_dict() | {"label": "awe"}) is None
+    assert vote_distribution(fresh.loc["majority"].to_dict() | {"label": "anger"})["anger"] == 6.0
+
+
+EMOTION6 = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]
+
+
+def test_emotion6_probabilities_are_shares_of_votes():
+    """No counts (agree/disagree empty): the probabilities are the vote shares; strongly divided when the
+    label leads the runner-up by at most 0.1."""
+    cases = {  # image -> (label, probabilities, expected group)
+        "disgust/1": ("disgust", [0.133333, 0.7, 0, 0.0666667, 0.1, 0, 0], NON_UNANIMOUS),
+        "joy/2": ("joy", [0, 0, 0, 1, 0, 0, 0], UNANIMOUS),
+        "fear/3": ("fear", [0, 0, 0.45, 0, 0.4, 0.15, 0], STRONGLY_DIVIDED),
+    }
+    frame = pd.DataFrame([{"image_id": i, "label": label, "correct": True,
+                           "agree": pd.NA, "disagree": pd.NA, **{f"votes_{e}": p for e, p in zip(EMOTION6, ps)}}
+                          for i, (label, ps, _) in cases.items()])
+    fresh = with_votes(frame)
+    assert fresh["agreement_level"].tolist() == [case[2] for case in cases.values()]
+    assert fresh["agreement"].round(4).tolist() == [0.7, 1.0, 0.45]
+    assert missing_votes_note(fresh) is None  # the agreement page works on them
+    assert accuracy_by_agreement(fresh)["votes"].tolist() == ["40–50%", "70–80%", "100%"]
+    assert group_labels(fresh) is DISTRIBUTION_GROUP_LABELS and group_labels(votes_frame()) is GROUP_LABELS
+
+
+def test_fi_votes_read_exactly_as_before_beside_a_distribution_free_table():
+    frame = votes_frame()
+    assert vote_levels(frame).tolist() == agreement_level(frame["agree"], frame["disagree"]).tolist()
+    for group in (UNANIMOUS, NON_UNANIMOUS, STRONGLY_DIVIDED, NO_VOTES):
+        assert images_in_group(frame, group).tolist() == in_group(frame["agree"], frame["disagree"], group).tolist()
+    assert accuracy_by_agreement(with_votes(frame))["votes"].tolist() == ["6/11", "3/5", "4/5", "1/1", "5/5"]
