@@ -1,24 +1,27 @@
 """Confusion-matrix cells: selection mapping, cell summaries, gallery rows, agreement views."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 import pandas as pd
 
+from emotion_core.dataset_attributes import filter_mask
 from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.metrics import confusion_matrix
 from emotion_core.report import Column
 from emotion_core.votes import (
-    GROUP_LABELS,
     NO_VOTES,
     NON_UNANIMOUS,
     STRONGLY_DIVIDED,
     UNANIMOUS,
     VOTE_GROUPS,
-    agreement,
     group_counts,
-    in_group,
+    group_labels,
+    has_distribution,
+    images_in_group,
+    tally,
+    vote_agreement,
 )
 
 MATRIX_VIEWS = ("counts", "row-normalised", "column-normalised")
@@ -91,18 +94,23 @@ def summary_sentence(true: str, pred: str, summary: Mapping[str, int], *, classe
 
 def filter_and_sort(rows: pd.DataFrame, *, votes: str = ALL_VOTES,
                     confidence: tuple[float, float] = (0.0, 1.0), sort: str = SORT_KEYS[0],
-                    only_ids: set[str] | None = None) -> pd.DataFrame:
+                    only_ids: set[str] | None = None,
+                    attributes: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
     """Gallery rows: one vote group (or all images; non-unanimous includes strongly divided),
-    confidence range (inclusive), only_ids (e.g. the images with some tags) when given, sort order."""
+    confidence range (inclusive), only_ids (e.g. the images with some tags) when given, dataset
+    attributes ({'attr_scene': ['graveyard'], 'attr_object': ['Sky']}: one of the values of each
+    attribute named) when given, sort order."""
     if sort not in SORT_KEYS:
         raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
     if votes not in VOTE_FILTERS:
         raise ValueError(f"unknown vote filter {votes!r}; valid: {', '.join(VOTE_FILTERS)}")
     keep = rows["confidence"].between(confidence[0], confidence[1])
     if votes != ALL_VOTES:
-        keep &= in_group(rows["agree"], rows["disagree"], votes)
+        keep &= images_in_group(rows, votes)
     if only_ids is not None:
         keep &= rows["image_id"].isin(only_ids)
+    if attributes and any(attributes.values()):  # list columns are scanned only when a filter asks
+        keep &= filter_mask(rows, attributes)
     column = "confidence" if sort.startswith("confidence") else "agreement"
     ascending = "low first" in sort
     return rows[keep].sort_values([column, "image_id"], ascending=[ascending, True], na_position="last",
@@ -116,25 +124,36 @@ def page_of(rows: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
 
 
 def accuracy_by_agreement(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per vote-agreement value (e.g. 3/5, 4/5, 5/5); images without votes left out."""
-    voted = predictions[~in_group(predictions["agree"], predictions["disagree"], NO_VOTES)]
-    voted = voted.assign(agreement=agreement(voted["agree"], voted["disagree"]))
-    table = voted.groupby(voted["agree"].astype(int).astype(str) + "/" +
-                          (voted["agree"] + voted["disagree"]).astype(int).astype(str))
-    result = table.agg(images=("correct", "size"), accuracy=("correct", "mean"),
-                       agreement=("agreement", "first")).reset_index(names="votes")
-    return result.sort_values("agreement").reset_index(drop=True)
+    """Accuracy per vote-agreement value, images without votes left out: FI's agree/total counts
+    (e.g. 3/5, 4/5, 5/5); where the table has vote distributions (LDL, Emotion6: as many voters
+    as an image happened to get, or shares), the share of votes for the label in tenths
+    ('50–60%', ..., '100%'). Columns: votes (the value's name), images, accuracy, agreement."""
+    counted = tally(predictions)
+    voted, share = counted.total > 0, vote_agreement(predictions).to_numpy()
+    frame = pd.DataFrame({"correct": predictions["correct"].to_numpy()[voted], "agreement": share[voted]})
+    if has_distribution(predictions):
+        tenth = np.minimum(np.floor(frame["agreement"] * 10 + 1e-9), 10).astype(int)
+        frame["agreement"] = tenth / 10  # the bin's lower edge: the sort key
+        names = tenth.map(lambda k: "100%" if k == 10 else f"{10 * k}–{10 * k + 10}%")
+    else:
+        names = (pd.Series(counted.label[voted]).astype(int).astype(str) + "/" +
+                 pd.Series(counted.total[voted]).astype(int).astype(str))
+    result = frame.groupby(names.to_numpy()).agg(images=("correct", "size"), accuracy=("correct", "mean"),
+                                                 agreement=("agreement", "first")).reset_index(names="votes")
+    return result.sort_values(["agreement", "votes"]).reset_index(drop=True)
 
 
 def accuracy_by_vote_group(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Images and accuracy per vote group (the groups overlap: non-unanimous includes strongly divided)."""
-    rows = []
+    """Images and accuracy per vote group (the groups overlap: non-unanimous includes strongly divided),
+    the groups named in the words of the table's votes (votes.group_labels)."""
+    rows, labels = [], group_labels(predictions)
     for group in VOTE_GROUPS:
-        correct = predictions.loc[in_group(predictions["agree"], predictions["disagree"], group), "correct"]
-        rows.append({"votes": GROUP_LABELS[group], "images": len(correct),
+        correct = predictions.loc[images_in_group(predictions, group), "correct"]
+        rows.append({"votes": labels[group], "images": len(correct),
                      "accuracy": float(correct.mean()) if len(correct) else float("nan")})
     return pd.DataFrame(rows)
 
 
 def unanimous_only(predictions: pd.DataFrame) -> pd.DataFrame:
-    return predictions[in_group(predictions["agree"], predictions["disagree"], UNANIMOUS)]
+    """The images every voter gave their label (FI: no disagree vote; a distribution: no other class)."""
+    return predictions[images_in_group(predictions, UNANIMOUS)]

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from emotion_core.attributes import ATTRIBUTES_FILE, PIXEL_COLUMNS, attributes_table, write_attributes
 from emotion_core.dataset import ImageDataset, read_dataset, split_rows
+from emotion_core.dataset_attributes import dataset_columns
 from emotion_core.fileio import write_json, write_npy, write_parquet
 from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.metrics import evaluation_metrics
@@ -24,7 +25,8 @@ from emotion_core.transforms import eval_transform
 from emotion_core.votes import agreement, agreement_level
 
 Progress = Callable[[float, str], None]
-PASSTHROUGH = ("source", "demo_trait")  # and votes_<class> for each class of the run
+# and votes_<class> for each class of the run, and the dataset attributes (attr_*, valence, arousal)
+PASSTHROUGH = ("source", "demo_trait")
 PREDICTIONS_FILE, CAMS_FILE, METRICS_FILE = "predictions.parquet", "cams.npy", "metrics.json"
 PREFETCH_BATCHES = 4  # batches each loader worker prepares ahead (DataLoader's default is 2)
 
@@ -110,6 +112,8 @@ def _predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted:
     for column in PASSTHROUGH + tuple(f"votes_{e}" for e in classes.names):
         if column in rows:
             table[column] = rows[column].to_numpy()
+    for column in dataset_columns(rows.columns):
+        table[column] = rows[column].array  # keeps the dtype: nullable strings, lists as objects
     table["cam_index"] = np.arange(len(table), dtype="int64")
     return table
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emotion_core.dataset_attributes import lists_as_lists
 from emotion_core.votes import with_votes
 
 # The files emotion_core.evaluation writes (the same names there; a test checks). Named here, not
@@ -46,8 +47,11 @@ def load_metrics(run_dir: str | os.PathLike) -> dict:
 
 def load_predictions(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The predictions, with vote columns present and agreement levels read from the counts
-    (a run from another tool may lack agree or disagree; an older EmoLens called 0/0 unanimous)."""
-    return with_votes(pd.read_parquet(Path(run_dir) / PREDICTIONS_FILE))
+    (a run from another tool may lack agree or disagree; an older EmoLens called 0/0 unanimous), and
+    list columns (EmoSet's attr_object) as the Python lists that were written."""
+    table = with_votes(pd.read_parquet(Path(run_dir) / PREDICTIONS_FILE))
+    lists_as_lists(table)
+    return table
 
 
 def load_cams(run_dir: str | os.PathLike) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Counting and testing trends in confusion cells: the paper's discussion, automated.
 
 A cell (true -> predicted) is compared with the reference group: the images of the same
-true class that were classified correctly. Boolean features (tags, boolean attributes)
-get counts, shares, lift and a one-sided Fisher exact test; continuous attributes a
-two-sided Mann-Whitney U test. Discovery adjusts all p-values with Benjamini-Hochberg.
+true class that were classified correctly. Boolean features (tags, boolean attributes, one
+value of a dataset's categorical attribute) get counts, shares, lift and a one-sided Fisher
+exact test; continuous attributes (automatic or the dataset's) a two-sided Mann-Whitney U
+test. Discovery adjusts all p-values with Benjamini-Hochberg.
 """
 from __future__ import annotations
 
@@ -13,10 +14,19 @@ from scipy.stats import fisher_exact, mannwhitneyu
 
 from emotion_core.attributes import BOOLEAN_ATTRIBUTES, CONTINUOUS_ATTRIBUTES
 from emotion_core.confusion import cell_rows, cell_summary
+from emotion_core.dataset_attributes import (
+    attribute_name,
+    categorical_columns,
+    numeric_columns,
+    top_value_rows,
+)
 from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.report import Column
 
-AUTO, TAG = "auto: ", "tag: "
+AUTO, TAG, DATA = "auto: ", "tag: ", "data: "  # DATA: the dataset's own attributes (EmoSet, Emotion6)
+# A categorical dataset attribute (EmoSet's scene, objects, ...) is tested value by value: its most
+# frequent values over the whole table, so that the tests stay few and each value has images to count.
+TOP_VALUES = 10
 # How the dashboard shows cell_trend_table and the discovery table (emotion_core.report.format_table).
 # The reference group is the correctly classified images of the cell's true class; a feature found in
 # the cell and never in the reference has an infinite lift.
@@ -47,8 +57,10 @@ def benjamini_hochberg(p_values: np.ndarray | list[float]) -> np.ndarray:
 
 
 def image_features(predictions: pd.DataFrame, attributes: pd.DataFrame | None = None,
-                   tags: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Boolean features per image_id: 'auto: monochrome', ..., 'tag: graveyard', ..."""
+                   tags: pd.DataFrame | None = None, *, top_values: int = TOP_VALUES) -> pd.DataFrame:
+    """Boolean features per image_id: 'auto: monochrome', ..., 'tag: graveyard', ..., and for each
+    categorical dataset attribute in the predictions its top_values most frequent values:
+    'data: scene = mountain/snowy', 'data: object = Sky', ..."""
     features = pd.DataFrame(index=pd.Index(predictions["image_id"].unique(), name="image_id"))
     if attributes is not None and len(attributes):
         table = attributes.drop_duplicates("image_id").set_index("image_id")
@@ -59,7 +71,23 @@ def image_features(predictions: pd.DataFrame, attributes: pd.DataFrame | None = 
         tagged = pd.crosstab(tags["image_id"], tags["tag"]).gt(0)
         for tag in sorted(tagged.columns):
             features[TAG + tag] = tagged[tag].reindex(features.index).fillna(False).astype(bool)
-    return features
+    data = dataset_features(predictions, features.index, top_values)
+    return pd.concat([features, data], axis=1) if len(data.columns) else features
+
+
+def dataset_features(predictions: pd.DataFrame, index: pd.Index, top_values: int = TOP_VALUES) -> pd.DataFrame:
+    """'data: <attribute> = <value>' for the top_values most frequent values of each categorical dataset
+    attribute (lists such as EmoSet's objects: an image has the value when its list holds it).
+    `index` is predictions' image_ids in order of first appearance, as image_features makes it."""
+    columns, features = categorical_columns(predictions), {}
+    if columns:
+        images = predictions.drop_duplicates("image_id")  # row i is index[i]
+        for column in columns:
+            for value, rows in top_value_rows(images[column], top_values).items():
+                having = np.zeros(len(index), dtype=bool)
+                having[rows] = True
+                features[f"{DATA}{attribute_name(column)} = {value}"] = having
+    return pd.DataFrame(features, index=index)
 
 
 def reference_rows(predictions: pd.DataFrame, true: str) -> pd.DataFrame:
@@ -93,7 +121,7 @@ def discover(predictions: pd.DataFrame, features: pd.DataFrame, attributes: pd.D
              min_images: int = 3) -> pd.DataFrame:
     """Every off-diagonal cell with >= min_images: each feature tested against the cell's
     reference group; q-values control the false discovery rate over all tests at once."""
-    continuous = _continuous_table(attributes, features.index)
+    continuous = _continuous_table(attributes, features.index, predictions)
     results = []
     for (true, pred), rows in predictions[~predictions["correct"]].groupby(["label", "pred"]):
         if len(rows) < min_images:
@@ -122,11 +150,20 @@ def _effect(row) -> str:
     return f"{row.cell_share:.1%} vs {row.reference_share:.1%}"
 
 
-def _continuous_table(attributes: pd.DataFrame | None, index: pd.Index) -> pd.DataFrame | None:
-    if attributes is None or not len(attributes):
-        return None
-    columns = [c for c in CONTINUOUS_ATTRIBUTES if c in attributes]
-    return attributes.drop_duplicates("image_id").set_index("image_id")[columns].reindex(index)
+def _continuous_table(attributes: pd.DataFrame | None, index: pd.Index,
+                      predictions: pd.DataFrame) -> pd.DataFrame | None:
+    """The continuous features per image_id, named as features: 'auto: brightness', ..., then the
+    dataset's numbers ('data: brightness', 'data: valence', ...); None when there are none."""
+    parts = []
+    if attributes is not None and len(attributes):
+        columns = [c for c in CONTINUOUS_ATTRIBUTES if c in attributes]
+        table = attributes.drop_duplicates("image_id").set_index("image_id")[columns]
+        parts.append(table.rename(columns=lambda c: AUTO + c).reindex(index))
+    numbers = numeric_columns(predictions)
+    if numbers:
+        table = predictions.drop_duplicates("image_id").set_index("image_id")[numbers].astype("float64")
+        parts.append(table.rename(columns=lambda c: DATA + attribute_name(c)).reindex(index))
+    return pd.concat(parts, axis=1) if parts else None
 
 
 def _continuous_tests(values: pd.DataFrame, predictions: pd.DataFrame, true: str, pred: str) -> pd.DataFrame:
@@ -138,7 +175,7 @@ def _continuous_tests(values: pd.DataFrame, predictions: pd.DataFrame, true: str
         if len(x) < 2 or len(y) < 2 or (x.nunique() == 1 and y.nunique() == 1 and x.iloc[0] == y.iloc[0]):
             continue
         p_value = float(mannwhitneyu(x, y, alternative="two-sided")[1])
-        rows.append({"true": true, "pred": pred, "feature": AUTO + column, "kind": "median",
+        rows.append({"true": true, "pred": pred, "feature": column, "kind": "median",
                      "cell_median": float(x.median()), "reference_median": float(y.median()),
                      "in_cell": len(x), "in_reference": len(y), "p_value": p_value})
     return pd.DataFrame(rows)
@@ -177,7 +214,18 @@ def cell_paragraph(predictions: pd.DataFrame, features: pd.DataFrame, true: str,
 def _describe(feature: str) -> str:
     if feature.startswith(AUTO):
         return f"are {feature.removeprefix(AUTO)} (automatic)"
+    if feature.startswith(DATA):
+        return f"have {short_name(feature)}"
     return f"are tagged “{feature.removeprefix(TAG)}”"
+
+
+def short_name(feature: str) -> str:
+    """A feature as a sentence names it: 'monochrome', 'graveyard', 'scene mountain/snowy (dataset)',
+    'brightness (dataset)'."""
+    if feature.startswith(DATA):
+        attribute, _, value = feature.removeprefix(DATA).partition(" = ")
+        return f"{attribute} {value} (dataset)" if value else f"{attribute} (dataset)"
+    return feature.removeprefix(AUTO).removeprefix(TAG)
 
 
 def markdown_report(predictions: pd.DataFrame, features: pd.DataFrame, cells: list[tuple[str, str]],
@@ -188,7 +236,7 @@ def markdown_report(predictions: pd.DataFrame, features: pd.DataFrame, cells: li
         if discovered is not None:
             found = standouts(discovered, true, pred)
             if len(found):
-                names = ", ".join(f"{r.feature.removeprefix(AUTO).removeprefix(TAG)} (q = {r.q_value:.2g})"
+                names = ", ".join(f"{short_name(r.feature)} (q = {r.q_value:.2g})"
                                   for r in found.itertuples())
                 parts.append(f"What stands out (Benjamini-Hochberg q ≤ 0.1): {names}.")
         parts.append("")

@@ -4,7 +4,9 @@ import streamlit as st
 from emotion_core.attributes import compute_for_run
 from emotion_core.confusion import cell_rows, cell_summary, summary_sentence
 from emotion_core.trends import (
+    DATA,
     STANDOUT_COLUMNS,
+    TOP_VALUES,
     TREND_COLUMNS,
     cell_paragraph,
     cell_trend_table,
@@ -47,6 +49,10 @@ reference = len(reference_rows(predictions, true))
 st.caption(f"Each feature in the {len(rows)} images of this cell against the {reference} correctly classified "
            f"{classes.display_name(true)} images: lift = share of the cell / share of the correct images (“only in errors”: "
            "never among the correct images); one-sided Fisher exact test.")
+if table["feature"].str.startswith(DATA).any():
+    st.caption(f"“data:” features are the dataset's own attributes; a categorical one (scene, object, …) is "
+               f"tested for each of its {TOP_VALUES} most frequent values, its numbers (brightness, valence, …) "
+               "below, in what stands out, like the automatic ones.")
 ui.show_table(table, TREND_COLUMNS)
 st.markdown(cell_paragraph(predictions, features, true, pred, table, classes=classes))
 
