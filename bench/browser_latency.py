@@ -8,7 +8,9 @@ Chromium, on a synthetic run of N predictions over D distinct photo-sized JPEG f
 
 Each step is timed in the page's clock from the pointer going down (or from the navigation for the
 first page) until every condition holds: the expected heading, every image of the main area
-loaded (img.complete), the number of images the page should show, and Streamlit idle
+loaded (img.complete), the number of images the page should show, the page's Plotly charts drawn
+(the first chart of a session loads and evaluates plotly.js, 4.7 MB, after Streamlit is idle: a step
+that did not wait for it would hand that cost to the next step), and Streamlit idle
 (`[data-testid="stApp"][data-test-script-state="notRunning"]`), still true after a short settle
 (a late rerun would restart the clock). Also noted per step, to find where the time goes: when the
 server's first and last websocket messages arrived and when Streamlit went idle (after that: drawing
@@ -78,8 +80,8 @@ new MutationObserver(() => {
 }).observe(document, {childList: true, subtree: true});
 """
 # True (and the first time noted) when the page is done: a heading that starts as expected, the main
-# area's text holding / not holding what it should, at least `images` images there, all loaded, and
-# Streamlit idle.
+# area's text holding / not holding what it should, at least `images` images there, all loaded, at
+# least `charts` Plotly charts drawn, and Streamlit idle.
 READY = """(done) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
@@ -92,6 +94,8 @@ READY = """(done) => {
   if (done.absent && text.includes(done.absent)) return false;
   const shown = [...main.querySelectorAll('img')];
   if (shown.length < done.images || !shown.every(img => img.complete && img.naturalWidth > 0)) return false;
+  const drawn = [...main.querySelectorAll('.js-plotly-plot')].filter(plot => plot.querySelector('.main-svg'));
+  if (drawn.length < done.charts) return false;
   if (window.__readyAt === null) window.__readyAt = performance.now();
   return true;
 }"""
@@ -102,6 +106,7 @@ class Done:
     """What the page shows when a step is done."""
     heading: str
     images: int = 0
+    charts: int = 0
     contains: str | None = None
     absent: str | None = None
 
@@ -321,18 +326,19 @@ def gallery_pages(predictions: pd.DataFrame, cell: tuple[str, str]) -> list[list
     return [page_of(rows, page, PER_PAGE)["image_id"].tolist() for page in (1, 2)]
 
 
-def time_dashboard(page, url: str, server_pid: int, predictions: pd.DataFrame, args) -> Stopwatch:
+def time_dashboard(page, url: str, server_pid: int, predictions: pd.DataFrame, overview_charts: int,
+                   args) -> Stopwatch:
     watch = Stopwatch(page, Traffic(page, server_pid), args.settle, args.timeout)
     first, others = cells_to_click(predictions, args.cells)
     pages = {cell: gallery_pages(predictions, cell) for cell in [first, *others]}
     main = page.get_by_test_id("stMain")
     confusion_link = page.get_by_role("link", name="Confusion matrix")
 
-    def cell_done(cell: tuple[str, str]) -> Done:  # the cell's heading and its first page of images
-        return Done(cell_heading(*cell), len(pages[cell][0]), contains=pages[cell][0][0])
+    def cell_done(cell: tuple[str, str]) -> Done:  # the matrix, the cell's heading and its first page of images
+        return Done(cell_heading(*cell), len(pages[cell][0]), charts=1, contains=pages[cell][0][0])
 
     print("first page and the confusion page")
-    watch.first_page(url, Done("Run big"))
+    watch.first_page(url, Done("Run big", charts=overview_charts))
     watch.step("open the confusion page, first time", confusion_link.click, cell_done(first))
 
     print(f"click {len(others)} cells, then the same cells again")
@@ -349,11 +355,11 @@ def time_dashboard(page, url: str, server_pid: int, predictions: pd.DataFrame, a
         watch.step("Grad-CAM toggle off", toggle.click, replace(cell_done(cell), absent=cam_caption))
         if pages[cell][1]:
             watch.step("next gallery page", main.get_by_test_id("stNumberInputStepUp").first.click,
-                       Done(cell_heading(*cell), len(pages[cell][1]), contains=pages[cell][1][0],
+                       Done(cell_heading(*cell), len(pages[cell][1]), charts=1, contains=pages[cell][1][0],
                             absent=pages[cell][0][0]))
         shown_first = pages[cell][1][0] if pages[cell][1] else pages[cell][0][0]
         watch.step("open an image in the inspector", main.get_by_text("Inspect", exact=True).first.click,
-                   Done(f"{shown_first}:", 2))
+                   Done(f"{shown_first}:", 2, charts=1))  # the image, its CAM, the probabilities
         watch.step("back to the confusion page", confusion_link.click, cell_done(cell))
     return watch
 
@@ -378,7 +384,8 @@ def main(args: argparse.Namespace) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.add_init_script(PAGE_PROBE)
             page.set_default_timeout(args.timeout * 1000)
-            watch = time_dashboard(page, url, pid, predictions, args)
+            overview_charts = 1 + (run / "history.csv").exists()  # per-class bars (and learning curves)
+            watch = time_dashboard(page, url, pid, predictions, overview_charts, args)
             browser.close()
         watch.summary()
         if args.workspace and not args.keep:

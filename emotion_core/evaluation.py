@@ -22,7 +22,7 @@ from emotion_core.metrics import evaluation_metrics
 from emotion_core.model import checkpoint_classes, load_checkpoint
 from emotion_core.predict import Predictor
 from emotion_core.transforms import eval_transform
-from emotion_core.votes import agreement, agreement_level
+from emotion_core.votes import vote_agreement, vote_levels
 
 Progress = Callable[[float, str], None]
 # and votes_<class> for each class of the run, and the dataset attributes (attr_*, valence, arousal)
@@ -107,11 +107,12 @@ def _predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted:
     table["correct"] = table["pred_idx"] == table["label_idx"]
     for i, emotion in enumerate(classes.names):
         table[f"p_{emotion}"] = probabilities[:, i]
-    table["agreement"] = agreement(table["agree"], table["disagree"])
-    table["agreement_level"] = agreement_level(table["agree"], table["disagree"])
     for column in PASSTHROUGH + tuple(f"votes_{e}" for e in classes.names):
         if column in rows:
             table[column] = rows[column].to_numpy()
+    # from the vote distribution where the dataset has one (votes_<class>), else agree/disagree
+    table["agreement"] = vote_agreement(table)
+    table["agreement_level"] = vote_levels(table)
     for column in dataset_columns(rows.columns):
         table[column] = rows[column].array  # keeps the dtype: nullable strings, lists as objects
     table["cam_index"] = np.arange(len(table), dtype="int64")

@@ -21,7 +21,7 @@ def apply_click() -> None:
         st.session_state[ui.TRUE], st.session_state[ui.PRED] = clicked
 
 
-@st.fragment
+@frame.fragment
 def matrix_and_cell(run: RunInfo, predictions: pd.DataFrame) -> None:
     """The matrix, the cell pickers and the cell's gallery: a click on the matrix reruns this part only,
     not the sidebar and the frame around it."""

@@ -2,8 +2,9 @@
 import numpy as np
 import streamlit as st
 
-from emotion_core.plots import probability_bars
-from emotion_core.tags import suggestions
+from emotion_core.dataset_attributes import describe
+from emotion_core.plots import probability_bars, vote_bars
+from emotion_core.votes import vote_distribution
 from pages.shared import frame, gallery, ui
 
 frame.setup_if_run_directly()
@@ -40,14 +41,29 @@ ui.sync_query_params(image=current)
 probabilities = row[[f"p_{e}" for e in classes.names]].to_numpy(dtype=float)
 st.subheader(f"{current}: {classes.display_name(row['label'])} → predicted {classes.display_name(row['pred'])} "
              f"({row['confidence']:.0%})")
-st.write(gallery.votes_text(row))
+st.markdown(gallery.votes_text(row, classes))
 st.caption(f"File: `{row['path']}`")
+dataset_attributes = describe(row)  # the dataset's own (EmoSet's scene, objects, ...; Emotion6's valence, arousal)
+if dataset_attributes:
+    st.caption(f"Dataset attributes: {gallery.escape_markdown(dataset_attributes)}")
+if not run.has_model:
+    st.info(ui.NO_MODEL)
 image_col, info_col = st.columns([3, 2])
 with info_col:
     st.plotly_chart(probability_bars(probabilities, classes=classes))
-    target = st.selectbox("Grad-CAM for class", classes.names, index=int(row["pred_idx"]), format_func=classes.display_name)
+    distribution = vote_distribution(row)
+    if distribution and sum(distribution.values()) > 0:  # LDL, Emotion6: every class's votes
+        st.caption("Annotator votes (the label's class in red)")
+        st.plotly_chart(vote_bars(distribution, row["label"], classes=classes), key="vote_bars")
+    cam_classes = list(classes.names) if run.has_model else ui.stored_cam_classes(run, row)  # no model: stored maps
+    target = st.selectbox("Grad-CAM for class", cam_classes, index=cam_classes.index(row["pred"]),
+                          format_func=classes.display_name) if cam_classes else None
+    if target is None:
+        st.caption("This run has no Grad-CAM maps.")
 with image_col:
-    if target in (row["pred"], row["label"]):  # stored at evaluation time
+    if target is None:
+        cam, cam_key = None, ""
+    elif target in (row["pred"], row["label"]):  # stored at evaluation time
         cam = ui.cams(run)[int(row["cam_index"]), 0 if target == row["pred"] else 1].astype(np.float32)
         cam_key = f"{run.name}|{int(row['cam_index'])}|{0 if target == row['pred'] else 1}"
     else:
@@ -94,6 +110,8 @@ if store:
     row_attributes = attributes.loc[current] if attributes is not None and current in attributes.index else None
     if row_attributes is not None:
         st.caption(gallery.attributes_text(attributes, current))
+    from emotion_core.tags import suggestions  # here, not on top: the store has loaded SQLAlchemy
+
     rejected = {t for i, t in store.rejected(dataset) if i == current}
     for tag in suggestions(row_attributes, tagged, rejected):
         text, yes, no = st.columns([3, 1, 1])

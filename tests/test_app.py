@@ -421,3 +421,121 @@ def test_the_dashboard_reads_the_files_evaluation_writes():
 
     assert (runs.PREDICTIONS_FILE, runs.CAMS_FILE, runs.METRICS_FILE) == \
         (evaluation.PREDICTIONS_FILE, evaluation.CAMS_FILE, evaluation.METRICS_FILE)
+
+
+# ---- review of issue 9: the error guard everywhere, quiet warm-up, lazy SQLAlchemy ----------------
+
+def test_an_error_in_a_fragment_is_one_line_not_a_traceback():
+    """A fragment's own reruns run its function alone, outside run_app: frame.fragment guards it itself."""
+    def script():
+        import streamlit as st
+
+        from pages.shared import frame
+
+        @frame.fragment
+        def broken() -> None:
+            st.write("before the error")
+            raise RuntimeError("the cell's data went away")
+
+        broken()
+        st.write("after the fragment")
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "RuntimeError: the cell's data went away" in at.error[0].value
+    assert [m.value for m in at.markdown] == ["before the error", "after the fragment"]
+
+
+def tag_first_image(at: AppTest) -> AppTest:
+    at.text_input(key="author_input").set_value("ann").run()
+    at.checkbox(key=[c.key for c in at.checkbox if c.key.startswith("select|")][0]).check().run()
+    at.selectbox(key="tag_choice").set_value("monochrome").run()
+    return next(b for b in at.button if b.label.startswith("Tag selected")).click().run()
+
+
+def test_a_failing_tag_database_is_a_message_not_a_traceback(demo_env, monkeypatch):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from emotion_core.tags import TagStore, TagStoreError
+
+    def locked(*args, **kwargs):
+        raise OperationalError("INSERT INTO tags ...", {}, sqlite3.OperationalError("database is locked"))
+
+    def unreachable(*args, **kwargs):
+        raise TagStoreError("cannot open the tag database postgresql://db/tags: connection refused")
+
+    at = start_tagging(goto_cell(start("pages/confusion.py"), "anger", "sadness"))
+    monkeypatch.setattr(TagStore, "add", locked)
+    at = tag_first_image(at)
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["The tag database failed ((sqlite3.OperationalError) database is "
+                                           "locked); nothing was changed. Try again, or check EMOLENS_DB_URL."]
+    monkeypatch.setattr(TagStore, "undo", unreachable)
+    next(b for b in at.button if b.label == "Undo").click().run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "connection refused" in at.error[0].value
+
+
+def warm_up_threads_finish() -> None:
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "emolens-warm-up":
+            thread.join(timeout=60)
+
+
+def test_a_failing_background_load_is_tried_once_per_inputs_and_quietly(demo_env, monkeypatch, capfd):
+    import threading
+
+    import emotion_core.tags
+    from pages.shared import ui
+
+    calls, url_readers = [], []
+    real_default_url = emotion_core.tags.default_url
+
+    def broken_index(*key):
+        calls.append(key)
+        raise OSError("the predictions file went away")
+
+    def default_url():
+        url_readers.append(threading.current_thread().name)
+        return real_default_url()
+
+    monkeypatch.setattr(ui, "_warmed", set())
+    monkeypatch.setattr(ui, "_id_index", broken_index)
+    monkeypatch.setattr(emotion_core.tags, "default_url", default_url)
+    at = start()  # the Overview: it never looks an image up, only the warm-up does
+    for _ in range(3):
+        warm_up_threads_finish()
+        at.run()
+    warm_up_threads_finish()
+    assert not at.exception and not at.error
+    assert len(calls) == 1, f"the failing load ran {len(calls)} times for the same inputs"
+    at.selectbox(key="split_picker").set_value("dev").run()  # new inputs: tried again
+    warm_up_threads_finish()
+    assert len(calls) == 2 and calls[1][2] == "dev"
+    assert "emolens-warm-up" not in url_readers  # the URL is read in the script's thread
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_warm_up_opens_the_tag_database_the_pages_open(demo_env, monkeypatch):
+    from emotion_core.tags import default_url
+    from pages.shared.ui import tag_store_url
+
+    assert tag_store_url() == default_url() == f"sqlite:///{demo_env / 'tags.sqlite'}"
+    monkeypatch.setenv("EMOLENS_DB_URL", "postgresql://team@db/emolens")
+    assert tag_store_url() == default_url() == "postgresql://team@db/emolens"
+
+
+def test_the_gallery_module_does_not_import_sqlalchemy():
+    import subprocess
+    import sys
+
+    code = ("import sys; import pages.shared.frame, pages.shared.ui, pages.shared.gallery; "
+            "print('sqlalchemy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(APP).parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -91,6 +91,16 @@ def evaluated_test_images(ldl_env) -> pd.DataFrame:
     return predictions[predictions["split"] == "test"]
 
 
+def test_the_evaluated_predictions_file_holds_the_distributions_agreement(ldl_env):
+    """predictions.parquet is read by other tools too: its agreement is the share of votes for the label,
+    its level the distribution's group, not FI's agree/disagree reading."""
+    test = evaluated_test_images(ldl_env)
+    for row in test.itertuples():
+        votes = image_votes(row.label, pattern_of(row.image_id))
+        assert row.agreement == pytest.approx(votes[row.label] / sum(votes.values())), row.image_id
+        assert row.agreement_level == PATTERNS[pattern_of(row.image_id)][2], row.image_id
+
+
 def test_the_agreement_page_reads_the_share_of_votes_for_the_label(ldl_env):
     test = evaluated_test_images(ldl_env)
     patterns = test["image_id"].map(pattern_of)

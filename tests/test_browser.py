@@ -184,3 +184,25 @@ def test_a_deep_link_as_the_first_request_gets_the_full_app(demo_workspace, page
         page.get_by_role("link", name="Overview").click()
         page.get_by_text("Per-class results").wait_for()
         assert page.get_by_text("Traceback").count() == 0
+
+
+def test_an_error_in_a_fragment_rerun_is_one_line_not_a_traceback(demo_workspace, page, tmp_path):
+    """The Grad-CAM toggle reruns the gallery fragment alone, outside run_app's guard: the fragment
+    guards itself. Here the run's CAM file is damaged while the page is open."""
+    home = tmp_path / "workspace"
+    shutil.copytree(demo_workspace / "runs" / "demo", home / "runs" / "demo", ignore=shutil.ignore_patterns("cache"))
+    true, pred, cell = largest_test_confusion(demo_workspace)
+    heading = f"{true.capitalize()} → {pred.capitalize()}: {len(cell)} image"
+    with streamlit_server(home) as url:
+        page.goto(f"{url}/confusion?run=demo&split=test&true={true}&pred={pred}")
+        page.get_by_role("heading", name=heading).wait_for()
+        wait_until_idle(page)
+        (home / "runs" / "demo" / "cams.npy").write_bytes(b"not a numpy file")
+        page.get_by_text("Show Grad-CAM").click()
+        message = page.get_by_text("This page hit an unexpected error (ValueError: ")
+        message.or_(page.get_by_test_id("stException")).first.wait_for()
+        wait_until_idle(page)
+        assert page.get_by_test_id("stException").count() == 0
+        assert message.count() == 1
+        assert page.get_by_text("Traceback").count() == 0
+        page.get_by_role("heading", name=heading).wait_for()  # the matrix and the cell's heading stay

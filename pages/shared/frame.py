@@ -2,11 +2,14 @@
 sidebar's dataset, run, split and author pickers (Streamlit glue, not a page)."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -16,6 +19,7 @@ from emotion_core.workspace import workspace_dir
 from pages.shared.ui import (
     AUTHOR,
     DATASET,
+    IMPORTED_BADGE,
     RUN,
     SPLIT,
     available_runs,
@@ -80,7 +84,8 @@ def run_picker() -> None:
     if st.session_state.get(RUN) not in names:
         wanted = st.query_params.get("run")
         st.session_state[RUN] = wanted if wanted in names else names[0]
-    labels = {r.name: f"{r.name} (synthetic demo)" if r.is_demo else r.name for r in runs}
+    labels = {r.name: f"{r.name} (synthetic demo)" if r.is_demo else
+              f"{r.name} ({IMPORTED_BADGE})" if r.imported else r.name for r in runs}
     st.session_state[RUN] = st.sidebar.selectbox("Run", names, index=names.index(st.session_state[RUN]),
                                                  format_func=labels.get, key="run_picker",
                                                  help="Every evaluated run dir in the workspace")
@@ -130,13 +135,31 @@ def run_app() -> None:
     page = navigation()  # first: it also ends Streamlit's legacy pages/ folder mode
     setup()
     st.session_state[VIA_APP] = True  # the page then knows its frame is set up
-    try:
+    with error_guard():
         page.run()
-    except Exception as err:  # the last guard: one line on the page, the traceback in the server log
+    warm_up(current_run())
+
+
+@contextmanager
+def error_guard() -> Iterator[None]:
+    """The last guard around a page or a fragment: an unexpected error is one line on the page, its
+    traceback in the server log. Streamlit's st.stop / st.rerun are BaseExceptions and pass through."""
+    try:
+        yield
+    except Exception as err:
         logging.getLogger("emolens").exception("page failed")
         st.error(f"This page hit an unexpected error ({type(err).__name__}: {str(err)[:200]}); "
                  "the details are in the server log.")
-    warm_up(current_run())
+
+
+def fragment(body: Callable) -> Callable:
+    """@frame.fragment instead of @st.fragment: a rerun of the fragment alone runs only its function, not
+    run_app, so the function carries run_app's error guard itself."""
+    @functools.wraps(body)  # the same module and name: Streamlit derives the fragment's identity from them
+    def guarded(*args, **kwargs) -> None:
+        with error_guard():
+            body(*args, **kwargs)
+    return st.fragment(guarded)
 
 
 def setup_if_run_directly() -> None:

@@ -7,7 +7,10 @@ callbacks, before that rerun, so that one click costs one run.
 """
 from __future__ import annotations
 
+import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,11 +18,25 @@ import streamlit as st
 
 from emotion_core.attributes import SUGGESTED_TAGS
 from emotion_core.confusion import ALL_VOTES, SORT_KEYS, VOTE_FILTERS, filter_and_sort, page_of
+from emotion_core.dataset_attributes import attribute_name, categorical_columns, describe, values_by_frequency
+from emotion_core.labels import ClassSet
 from emotion_core.runs import RunInfo
-from emotion_core.tags import TagStore, images_with_all
-from emotion_core.votes import GROUP_LABELS, NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, votes_description
-from pages.shared import ui
+from emotion_core.votes import (NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, group_labels, vote_distribution,
+                                 votes_description)
+from pages.shared import frame, ui
 
+if TYPE_CHECKING:  # emotion_core.tags imports SQLAlchemy (0.1-0.3 s here): loaded where a tag store is used
+    from emotion_core.tags import TagStore
+
+
+def images_with_all(tag_table: pd.DataFrame, wanted: list[str]) -> set[str]:
+    """emotion_core.tags.images_with_all, imported when a tag filter is used (see TYPE_CHECKING above)."""
+    from emotion_core.tags import images_with_all as of_tags
+
+    return of_tags(tag_table, wanted)
+
+
+BAR_BLOCKS = "▁▂▃▄▅▆▇█"  # one to eight eighths: a class's share of an image's votes
 BADGE = {UNANIMOUS: "🟢 unanimous", STRONGLY_DIVIDED: "🔴 strongly divided", NO_VOTES: "⚪ no votes"}
 NEW_TAG = "+ new tag…"
 PER_PAGE = 12
@@ -35,20 +52,57 @@ def badge(level: str) -> str:
     return BADGE.get(level, "🟠 non-unanimous")
 
 
-def votes_text(row: pd.Series) -> str:
-    """'votes 3 agree / 2 disagree · 🔴 strongly divided'; works when a vote column is missing."""
+def votes_text(row: pd.Series | dict, classes: ClassSet | None = None) -> str:
+    """'votes 3 agree / 2 disagree · 🔴 strongly divided'; works when a vote column is missing. An
+    image with a vote distribution (LDL, Emotion6): 'votes 6 of 11 for Awe · 🟠 non-unanimous' and
+    below it the whole distribution as a text bar (vote_bar)."""
+    distribution = vote_distribution(row)
+    total = sum(distribution.values()) if distribution else 0.0
+    if total > 0:
+        label = row["label"]
+        name = escape_markdown(classes.display_name(label) if classes else str(label).capitalize())
+        votes, counted = distribution[label], all(v.is_integer() for v in distribution.values())
+        share = f"{votes:.0f} of {total:.0f}" if counted else f"{votes / total:.0%}"
+        return (f"votes {share} for {name} · {badge(row.get('agreement_level', NO_VOTES))}  \n"
+                f":small[{vote_bar(distribution, label, classes)}]")
     described = votes_description(row.get("agree"), row.get("disagree"))
     if described == NO_VOTES:
         return badge(NO_VOTES)
     return f"votes {described} · {badge(row.get('agreement_level', NO_VOTES))}"
 
 
-def vote_filter() -> str:
-    """The gallery's vote filter: all images or one vote group (non-unanimous includes strongly divided)."""
+def vote_bar(distribution: dict[str, float], label: str, classes: ClassSet | None = None) -> str:
+    """'Amu▁1 Ang· **Awe▅6** Con▁1 Dis· Exc· Fea▂2 Sad▁1': every class in the run's order with a block
+    one to eight eighths high for its share of all votes ('·': none) and its count (Emotion6's
+    probabilities: its share in %), the label's class in bold. Markdown text, not a chart: a card
+    stays one text, one picture and one link (issue 9)."""
+    total = sum(distribution.values())
+    counted = all(v.is_integer() for v in distribution.values())
+    names = [classes.display_name(c) if classes else c.capitalize() for c in distribution]
+    short = [name[:3] for name in names]
+    short = short if len(set(short)) == len(short) else names  # 'Sad' twice: whole names
+    parts = []
+    for emotion, name in zip(distribution, short):
+        votes = distribution[emotion]
+        if votes > 0:
+            height = min(max(math.ceil(votes / total * len(BAR_BLOCKS) - 1e-9), 1), len(BAR_BLOCKS))
+            part = f"{name}{BAR_BLOCKS[height - 1]}{f'{votes:.0f}' if counted else f'{votes / total:.0%}'}"
+        else:
+            part = f"{name}·"
+        part = escape_markdown(part)
+        parts.append(f"**{part}**" if emotion == label else part)
+    return " ".join(parts)
+
+
+def vote_filter(rows: pd.DataFrame) -> str:
+    """The gallery's vote filter: all images or one vote group (non-unanimous includes strongly divided),
+    named in the words of the cell's votes (FI's agree/disagree or a distribution over the classes)."""
+    labels = group_labels(rows)
     return st.selectbox("Vote agreement", VOTE_FILTERS, key="vote_filter",
-                        format_func=lambda group: group if group == ALL_VOTES else GROUP_LABELS[group],
-                        help="Unanimous: no disagree vote. Non-unanimous: at least one disagree vote, "
-                             "strongly divided images included. Strongly divided: agree − disagree ≤ 1.")
+                        format_func=lambda group: group if group == ALL_VOTES else labels[group],
+                        help="Unanimous: every vote for the label. Non-unanimous: at least one vote against it, "
+                             "strongly divided images included. Strongly divided: the label at most one vote "
+                             "ahead (FI: agree − disagree ≤ 1).")
 
 
 def attributes_text(attributes: pd.DataFrame | None, image_id: str) -> str:
@@ -57,32 +111,54 @@ def attributes_text(attributes: pd.DataFrame | None, image_id: str) -> str:
         return ""
     row = attributes.loc[image_id]
     flags = [tag for column, tag in SUGGESTED_TAGS.items() if bool(row.get(column, False))]
-    concentration = row.get("cam_concentration")
+    concentration, brightness, colourfulness = (row.get(c) for c in ("cam_concentration", "brightness",
+                                                                        "colorfulness"))
     focus = "—" if pd.isna(concentration) else f"{concentration:.0%}"
-    return (f"auto: {', '.join(flags) or '—'} · brightness {row['brightness']:.2f} · "
-            f"colourfulness {row['colorfulness']:.0f} · CAM mass in top 10%: {focus}")
+    brightness = "—" if pd.isna(brightness) else f"{brightness:.2f}"  # NaN: the image could not be read
+    colourfulness = "—" if pd.isna(colourfulness) else f"{colourfulness:.0f}"
+    return (f"auto: {', '.join(flags) or '—'} · brightness {brightness} · "
+            f"colourfulness {colourfulness} · CAM mass in top 10%: {focus}")
+
+
+def dataset_attribute_filters(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """One multiselect per categorical dataset attribute of the run (EmoSet's scene, object, ...): the
+    cell's values, most frequent first, after the values already chosen (kept when another cell lacks
+    them). Returns the chosen values per attribute column."""
+    chosen = {}
+    for column in categorical_columns(rows):
+        key = f"attr_filter|{column}"
+        counts = values_by_frequency(rows[column])
+        options = list(dict.fromkeys(list(st.session_state.get(key, [])) + counts.index.tolist()))
+        chosen[column] = st.multiselect(
+            f"{attribute_name(column).capitalize()} (dataset; any of these)", options, key=key,
+            format_func=lambda value, counts=counts: f"{value} ({counts.get(value, 0)})")
+    return chosen
 
 
 def select_key(image_id: str) -> str:
     return f"select|{image_id}"
 
 
-@st.fragment
+@frame.fragment
 def cell_gallery(run: RunInfo, rows: pd.DataFrame, true: str, pred: str) -> None:
     """Filters, the Grad-CAM toggle, one page of the cell's images and the tagging bar."""
     store, dataset = ui.tag_store(), ui.dataset_key(run)
     tag_table = store.tags_of(dataset) if store else pd.DataFrame(columns=["image_id", "tag"])
     with st.expander("Filter and sort", expanded=False):
-        votes = vote_filter()
+        votes = vote_filter(rows)
         confidence = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="confidence")
         wanted_tags = st.multiselect("Has all these tags", sorted(tag_table["tag"].unique()), key="tag_filter")
+        wanted_attributes = dataset_attribute_filters(rows)
         sort = st.selectbox("Sort by", SORT_KEYS, key="sort")
     with st.container(horizontal=True, gap="medium"):
-        show_cams = st.toggle("Show Grad-CAM (predicted | true class)", key="show_cams")
+        show_cams = ui.has_cams(run) and st.toggle("Show Grad-CAM (predicted | true class)", key="show_cams")
+        if not ui.has_cams(run):  # imported predictions without maps
+            st.caption("This run has no Grad-CAM maps.")
         tagging = st.toggle("Select images to tag", key="tagging",
                             help="A select box on every image and the bar to tag, untag and undo")
     shown = filter_and_sort(rows, votes=votes, confidence=confidence, sort=sort,
-                            only_ids=images_with_all(tag_table, wanted_tags) if wanted_tags else None)
+                            only_ids=images_with_all(tag_table, wanted_tags) if wanted_tags else None,
+                            attributes=wanted_attributes)
     st.session_state[CELL_IDS] = shown["image_id"].tolist()  # the inspector's previous / next
     st.session_state[CELL_OF_IDS] = shown_cell(run, true, pred)
     show_tag_message()
@@ -134,8 +210,10 @@ def grid(run: RunInfo, rows: pd.DataFrame, show_cams: bool, tagging: bool, tags:
              for row in cards]
     if show_cams:  # said once: every image of the gallery is of the same cell
         classes = ui.classes(run)
+        true_maps = ui.has_true_class_cams(run) or cards[0]["pred"] == cards[0]["label"]
         st.caption(f"Left: CAM {classes.display_name(cards[0]['pred'])} (the predicted class) · "
-                   f"right: CAM {classes.display_name(cards[0]['label'])} (the true class)")
+                   f"right: CAM {classes.display_name(cards[0]['label'])} (the true class"
+                   f"{')' if true_maps else ': not imported, left empty)'}")
     cells = st.columns(COLUMNS)
     for n, (row, picture, text) in enumerate(zip(cards, pictures, texts)):
         with cells[n % COLUMNS].container(border=True):
@@ -170,10 +248,13 @@ def card_pictures(run: RunInfo, cards: list[dict], show_cams: bool) -> list:
 
 def card_text(row: dict, image_tags: list[str], attributes: str) -> str:
     """'**img000123** · confidence 87%', the votes, and in small grey type the tags, the automatic
-    attributes and (demo) the planted trait."""
+    attributes, the dataset's attributes (EmoSet's scene, objects, ...) and (demo) the planted trait."""
     details = [f"🏷 {', '.join(image_tags)}" if image_tags else "🏷 no tags"]
     if attributes:
         details.append(attributes)
+    dataset_attributes = describe(row)
+    if dataset_attributes:
+        details.append(f"dataset: {dataset_attributes}")
     planted = row.get("demo_trait")
     if isinstance(planted, str) and planted:
         details.append(f"planted: {planted}")
@@ -229,12 +310,21 @@ def _select_page(page_ids: list[str]) -> None:
 
 
 def act(change, message: str | None) -> None:
-    """Run a tag change from a button callback (so that the run that follows shows it); a bad tag name
-    or missing author is a message, not a traceback."""
+    """Run a tag change from a button callback (so that the run that follows shows it); a bad tag name,
+    a missing author or a failing database is a one-line message, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError  # loaded already: a tag button has a tag store behind it
+
+    from emotion_core.tags import TagStoreError
+
     try:
         result = change()
     except ValueError as err:
         st.session_state["tag_message"] = ("error", str(err))
+    except (TagStoreError, SQLAlchemyError) as err:  # the write's transaction was rolled back
+        logging.getLogger("emolens").exception("tag change failed")
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        st.session_state["tag_message"] = ("error", f"The tag database failed ({reason}); nothing was changed. "
+                                                    "Try again, or check EMOLENS_DB_URL.")
     else:
         st.session_state["tag_message"] = ("success", message or str(result))
 

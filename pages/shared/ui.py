@@ -4,7 +4,10 @@ Not a page (st.navigation lists only the pages named in app.py)."""
 from __future__ import annotations
 
 import base64
+import logging
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +23,7 @@ from emotion_core.labels import ClassSet, run_classes
 from emotion_core.overlay import ImageCache
 from emotion_core.plots import confusion_figure
 from emotion_core.report import Column, format_table
-from emotion_core.workspace import runs_dir
+from emotion_core.workspace import runs_dir, workspace_dir
 
 if TYPE_CHECKING:  # imported where used: torch, scipy and SQLAlchemy cost seconds at a page's first run
     from emotion_core.predict import Predictor
@@ -29,6 +32,9 @@ if TYPE_CHECKING:  # imported where used: torch, scipy and SQLAlchemy cost secon
 RUN, SPLIT, TRUE, PRED, INSPECT, AUTHOR = "run", "split", "selected_true", "selected_pred", "inspect_id", "author"
 DATASET = "dataset"
 TRUE_BOX, PRED_BOX = "cell_true", "cell_pred"  # widget keys; TRUE / PRED hold the choice across pages
+IMPORTED_BADGE = "imported predictions"  # a run made by training.import_predictions: no checkpoint
+NO_MODEL = ("This run is imported predictions (no checkpoint): there is no model to run, so nothing is "
+            "computed live; the pages show what was imported.")
 
 
 def _mtime(path: Path) -> float:
@@ -160,7 +166,11 @@ def require_run() -> runs.RunInfo:
         st.stop()
     if run.is_demo:
         st.caption(f"🧪 {runs.demo_note(run.path)}")
+    if run.imported:
+        st.badge(IMPORTED_BADGE, icon=":material/input:", color="gray",
+                 help="Made from another framework's predictions (training.import_predictions): no model to run")
     return run
+
 
 
 def classes(run: runs.RunInfo) -> ClassSet:
@@ -220,39 +230,65 @@ def prediction_row(run: runs.RunInfo, image_id: str | None) -> pd.Series | None:
     return _split_predictions(*_predictions_key(run)).iloc[position]
 
 
+# The background loads warm_up started in this process, by what they load and from what (run, split, file
+# version, database URL). A load that failed stays here too: it is not tried again on every script run,
+# only when its inputs change (the page that needs it loads it itself and says what is wrong).
 _warmed: set[tuple] = set()
 
 
-def warm_up(run: runs.RunInfo | None) -> None:
+def warm_up(run: runs.RunInfo | None) -> threading.Thread | None:
     """Once a page is drawn, load in the background what the confusion page and the inspector need
     for this run and split (the predictions and their indexes, the attributes, the tag store), so
-    that opening them does not wait for it. Once per run, split and file version in this process."""
-    if run is None:
-        return
+    that opening them does not wait for it. Everything that depends on the session or the environment
+    is read here, in the script's thread; the background thread only calls the cached loaders. Never
+    raises, never prints. Returns the thread it started, if any."""
+    try:
+        loads = _loads_to_warm(run) if run is not None else []
+        if not loads:
+            return None
+        from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+        thread = threading.Thread(target=_load_quietly, args=(loads,), name="emolens-warm-up", daemon=True)
+        add_script_run_ctx(thread, get_script_run_ctx())  # the cached loaders expect a session's context
+        thread.start()
+        return thread
+    except Exception as err:  # noqa: BLE001 - a head start, never a reason for the page to fail
+        logging.getLogger("emolens").debug("no warm-up: %s", err)
+        return None
+
+
+def _loads_to_warm(run: runs.RunInfo) -> list[tuple[tuple, Callable[[], object]]]:
+    """The loads not yet started for these inputs, each as (what and from what, the load), marked started."""
     key = _predictions_key(run)
     attributes_key = (str(run.path), _mtime(run.path / ATTRIBUTES_FILE))
-    if (key, attributes_key) in _warmed:
-        return
-    _warmed.add((key, attributes_key))
+    url = tag_store_url()
 
-    def load() -> None:
+    def attributes_index() -> None:  # the hash table of the index too: the first card's lookup builds it
+        table = _attributes_by_id(*attributes_key)
+        if table is not None:
+            "" in table.index  # noqa: B015
+
+    loads = [(("cell positions", *key), lambda: _cell_positions(*key)),
+             (("id index", *key), lambda: "" in _id_index(*key)),
+             (("attributes", *attributes_key), attributes_index),
+             (("tag store", url), lambda: _tag_store(url))]
+    new = [(name, load) for name, load in loads if name not in _warmed]
+    _warmed.update(name for name, _ in new)
+    return new
+
+
+def _load_quietly(loads: list[tuple[tuple, Callable[[], object]]]) -> None:
+    for name, load in loads:
         try:
-            _cell_positions(*key)
-            _id_index(*key)
-            _attributes_by_id(*attributes_key)
-            from emotion_core.tags import TagStoreError, default_url
-            try:
-                _tag_store(default_url())
-            except TagStoreError:
-                pass  # the page that needs it says why
-        except Exception:  # noqa: BLE001 - a page that needs the data loads it again and reports the error
-            _warmed.discard((key, attributes_key))
+            load()
+        except BaseException as err:  # noqa: BLE001 - a background thread's error would be a traceback on stderr
+            logging.getLogger("emolens").debug("warm-up of the %s failed: %s", name[0], err)
 
-    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-    thread = threading.Thread(target=load, name="emolens-warm-up", daemon=True)
-    add_script_run_ctx(thread, get_script_run_ctx())  # the cached loaders expect a session's context
-    thread.start()
+def tag_store_url() -> str:
+    """emotion_core.tags.default_url, without importing SQLAlchemy into a page's script run (a test
+    checks that the two agree)."""
+    return os.environ.get("EMOLENS_DB_URL") or f"sqlite:///{workspace_dir() / 'tags.sqlite'}"
 
 
 def cell_rows(run: runs.RunInfo, true: str, pred: str) -> pd.DataFrame:
@@ -269,10 +305,31 @@ def cams(run: runs.RunInfo) -> np.ndarray:
     return runs.load_cams(run.path)
 
 
+def has_cams(run: runs.RunInfo) -> bool:
+    """An imported run may come without Grad-CAM maps: pages then hide their Grad-CAM parts."""
+    return runs.has_cams(run.path)
+
+
+def stored_cam_classes(run: runs.RunInfo, row: pd.Series) -> list[str]:
+    """The classes whose Grad-CAM of this prediction row the run holds (none without maps)."""
+    if not has_cams(run):
+        return []
+    return [row["pred"]] + ([row["label"]] if row["label"] != row["pred"] and has_true_class_cams(run) else [])
+
+
+def has_true_class_cams(run: runs.RunInfo) -> bool:
+    """Whether the maps hold the true class's too (imported predicted-class maps do not)."""
+    return has_cams(run) and "true" in metrics(run).get("cam_classes", ["predicted", "true"])
+
+
 def predictor(run: runs.RunInfo) -> Predictor | None:
-    """The run's model, loaded once; None (with a message shown) if it cannot be loaded."""
+    """The run's model, loaded once; None (with a message shown) if it cannot be loaded or the run
+    has none (imported predictions)."""
     from emotion_core.model import CheckpointError
 
+    if not run.has_model:
+        st.info(NO_MODEL)
+        return None
     checkpoint = run.path / "checkpoint.pt"
     try:
         return _predictor(str(checkpoint), _mtime(checkpoint))
