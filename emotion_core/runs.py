@@ -16,6 +16,9 @@ from emotion_core.votes import with_votes
 # imported from there, so that reading a run does not import torch: the dashboard's pages that never
 # run the model start seconds sooner.
 PREDICTIONS_FILE, CAMS_FILE, METRICS_FILE = "predictions.parquet", "cams.npy", "metrics.json"
+CHECKPOINT_FILE, RUN_FILE = "checkpoint.pt", "run.json"
+EMBEDDINGS_FILE = "embeddings.npy"  # (N, d), row i for predictions.parquet's row with cam_index i
+IMPORTED_PREDICTIONS = "imported predictions"  # run.json's "source" of a run made from another framework's outputs
 
 
 @dataclass(frozen=True)
@@ -24,16 +27,24 @@ class RunInfo:
     path: Path
     complete: bool   # evaluated: metrics.json exists
     is_demo: bool
+    has_model: bool = True  # False for imported predictions: no checkpoint.pt, nothing to run live
+
+    @property
+    def imported(self) -> bool:
+        """Made from another framework's predictions (training.import_predictions)."""
+        return not self.has_model
 
 
 def list_runs(runs_root: str | os.PathLike) -> list[RunInfo]:
-    """Every run dir (a folder with checkpoint.pt) under runs_root, demo and real alike."""
+    """Every run dir under runs_root, demo and real alike: a folder with checkpoint.pt, or with
+    metrics.json and no checkpoint (imported predictions)."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
     runs = []
-    for path in sorted(p for p in root.iterdir() if (p / "checkpoint.pt").exists()):
-        runs.append(RunInfo(path.name, path, (path / METRICS_FILE).exists(), (path / "demo.json").exists()))
+    for path in sorted(p for p in root.iterdir() if (p / CHECKPOINT_FILE).exists() or (p / METRICS_FILE).exists()):
+        runs.append(RunInfo(path.name, path, (path / METRICS_FILE).exists(), (path / "demo.json").exists(),
+                            (path / CHECKPOINT_FILE).exists()))
     return runs
 
 
@@ -57,6 +68,17 @@ def load_predictions(run_dir: str | os.PathLike) -> pd.DataFrame:
 def load_cams(run_dir: str | os.PathLike) -> np.ndarray:
     """(N, 2, h, w) float16, memory-mapped: [predicted class, true class] per prediction row."""
     return np.load(Path(run_dir) / CAMS_FILE, mmap_mode="r")
+
+
+def has_cams(run_dir: str | os.PathLike) -> bool:
+    """Whether the run holds Grad-CAM maps (an imported run may not)."""
+    return (Path(run_dir) / CAMS_FILE).exists()
+
+
+def load_embeddings(run_dir: str | os.PathLike) -> np.ndarray | None:
+    """(N, d) float32, memory-mapped, row i for predictions row cam_index i; None when the run has none."""
+    path = Path(run_dir) / EMBEDDINGS_FILE
+    return np.load(path, mmap_mode="r") if path.exists() else None
 
 
 def load_history(run_dir: str | os.PathLike) -> pd.DataFrame | None:

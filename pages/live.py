@@ -11,6 +11,9 @@ MAX_UPLOAD_MB = 50
 frame.setup_if_run_directly()
 run = ui.require_run()
 st.title("Live prediction")
+if not run.has_model:  # imported predictions: no checkpoint to predict with
+    st.info(f"{ui.NO_MODEL} Pick a run with a checkpoint in the sidebar to predict uploaded images.")
+    st.stop()
 st.caption(f"Model: run **{run.name}**. Uploads stay in memory; nothing is written to disk.")
 upload = st.file_uploader("Image", type=["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"],
                           max_upload_size=MAX_UPLOAD_MB)
