@@ -27,8 +27,10 @@ st.title("Trends")
 
 attributes = ui.attributes(run)
 if attributes is None:
-    st.warning("This run has no automatic image attributes (it was evaluated by an older EmoLens or with "
-               "--no-attributes). Tags still work; compute the attributes to test monochrome, warm tones, faces…")
+    why = ("its predictions were imported without --attributes" if run.imported
+           else "it was evaluated by an older EmoLens or with --no-attributes")
+    st.warning(f"This run has no automatic image attributes ({why}). Tags still work; compute the "
+               "attributes to test monochrome, warm tones, faces…")
     if st.button("Compute attributes for this run"):
         bar = st.progress(0.0, text="starting")
         compute_for_run(run.path, progress=lambda f, text: bar.progress(min(f, 1.0), text=text))

@@ -255,6 +255,8 @@ def test_every_page_shows_an_imported_run_with_its_badge(imported_env, page):
         assert "no model to run" in page_text(at)
     if page == "pages/live.py":
         assert not at.file_uploader
+    if page == "pages/trends.py":  # imported without --attributes: says so, not "an older EmoLens"
+        assert "imported without --attributes" in page_text(at)
 
 
 def test_the_gallery_offers_grad_cam_only_when_the_run_has_maps(imported_env):
