@@ -1,4 +1,6 @@
-"""VGG classifiers with the paper's head, ImageNet weights, and self-describing checkpoints."""
+"""Classifiers on torchvision backbones with the paper's head or a linear head, ImageNet
+weights, and self-describing checkpoints. The backbones themselves are described in
+emotion_core.backbones."""
 from __future__ import annotations
 
 import os
@@ -8,19 +10,22 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import VGG, VGG19_Weights
+from torchvision.models import VGG
 from torchvision.models.vgg import cfgs as VGG_CONFIGS
-from torchvision.models.vgg import make_layers
+from torchvision.models.vision_transformer import interpolate_embeddings
 
+from emotion_core.backbones import (BACKBONES, SMALL_FEATURES, get_backbone, head_in_features, layer_groups,
+                                    set_module, top_blocks, vgg_conv_names)
+from emotion_core.backbones import cam_layer, last_conv_layer  # noqa: F401  (re-exported: callers import them here)
 from emotion_core.fileio import atomic_path
 from emotion_core.labels import EMOTIONS, ClassSet, class_set_from, describe_classes
 
 CHECKPOINT_FORMAT = "emolens-checkpoint/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# A small stack of the same torchvision VGG class, for tests and the CPU demo.
-SMALL_FEATURES: list[int | str] = [16, "M", 32, "M", 64, "M", 96, "M"]
-ARCHITECTURES = ("vgg19", "vgg_small")
+ARCHITECTURES = tuple(BACKBONES)  # vgg19, vgg16, resnet50, convnext_tiny, vit_b_16, vgg_small
+HEADS = ("paper", "linear")
+VGG_STACKS = {"vgg19": VGG_CONFIGS["E"], "vgg16": VGG_CONFIGS["D"], "vgg_small": SMALL_FEATURES}
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -33,13 +38,18 @@ class CheckpointError(ValueError):
 
 @dataclass
 class ModelConfig:
-    arch: str = "vgg19"          # "vgg19" or "vgg_small"
+    arch: str = "vgg19"          # one of ARCHITECTURES (see emotion_core.backbones)
     fc: str = "8"                # head sizes, e.g. "8", "8x8", "16x8"; the last is the class count
-    dropout: float = 0.5
+    dropout: float = 0.5         # before each FC layer of the paper's head (the linear head has none)
     input_size: int = 224
-    pretrained: bool = True      # ImageNet weights (vgg19 only)
+    pretrained: bool = True      # ImageNet weights (every arch but vgg_small)
     batch_norm: bool = True      # batch norm after each conv (vgg_small only)
     classes: list[str] = field(default_factory=lambda: list(EMOTIONS))  # class ids in head order
+    # "paper": dropout + FC layers of `fc` sizes (on VGG, on the flattened conv grid as in the
+    # paper; elsewhere on the pooled features). "linear": torchvision's own head with its last
+    # Linear sized to the classes (state dicts fine-tuned with torchvision load as they are).
+    # Checkpoints from before this field are paper-head VGGs: the default keeps them loading.
+    head: str = "paper"
 
 
 def parse_fc_spec(spec: str, num_classes: int) -> list[int]:
@@ -68,90 +78,67 @@ def build_head(in_features: int, spec: str, dropout: float, num_classes: int) ->
 
 
 def feature_grid(config: ModelConfig) -> int:
-    """Spatial size of the feature map after the last max-pool."""
-    pools = VGG_CONFIGS["E"].count("M") if config.arch == "vgg19" else SMALL_FEATURES.count("M")
-    return max(1, config.input_size // 2**pools)
+    """Spatial size of a VGG's feature map after the last max-pool."""
+    return max(1, config.input_size // 2 ** VGG_STACKS[config.arch].count("M"))
 
 
-def build_model(config: ModelConfig) -> VGG:
-    """A torchvision VGG whose 3 FC layers are replaced by the paper's head."""
-    if config.arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config.arch!r}; valid: {', '.join(ARCHITECTURES)}")
-    if config.arch == "vgg19":
-        features, channels = make_layers(VGG_CONFIGS["E"]), 512
+def build_model(config: ModelConfig) -> nn.Module:
+    """The torchvision backbone with ImageNet weights (when asked) and the chosen head."""
+    backbone = get_backbone(config.arch)
+    if config.head not in HEADS:
+        raise ValueError(f"unknown head {config.head!r}; valid: {', '.join(HEADS)}")
+    sizes = parse_fc_spec(config.fc, len(config.classes))
+    if config.head == "linear" and len(sizes) > 1:
+        raise ValueError(f"the linear head has no hidden layers: FC spec {config.fc!r} needs --head paper")
+    if config.head == "linear" and config.arch == "vgg_small":
+        raise ValueError("vgg_small has only the paper head (torchvision's VGG classifier expects 512 channels)")
+    # Weights first: offline, the one-line error comes before minutes of building.
+    state = imagenet_state_dict(config.arch, config.input_size) if config.pretrained and backbone.weights else None
+    model = backbone.build(config.input_size, config.batch_norm)
+    if state is not None:
+        model.load_state_dict(state)
+    if config.head == "paper" and isinstance(model, VGG):
+        grid = feature_grid(config)
+        # The head sees the flattened conv5 grid, like Keras' VGG19(include_top=False) + Flatten.
+        model.avgpool = nn.AdaptiveAvgPool2d((grid, grid))
+        channels = [m for m in model.features if isinstance(m, nn.Conv2d)][-1].out_channels
+        model.classifier = build_head(channels * grid * grid, config.fc, config.dropout, len(config.classes))
     else:
-        features, channels = make_layers(SMALL_FEATURES, batch_norm=config.batch_norm), SMALL_FEATURES[-2]
-    model = VGG(features, num_classes=1000 if config.arch == "vgg19" else 8, init_weights=True)
-    if config.arch == "vgg19" and config.pretrained:
-        model.load_state_dict(imagenet_state_dict())
-    grid = feature_grid(config)
-    # The head sees the flattened conv5 grid, like Keras' VGG19(include_top=False) + Flatten.
-    model.avgpool = nn.AdaptiveAvgPool2d((grid, grid))
-    model.classifier = build_head(channels * grid * grid, config.fc, config.dropout, len(config.classes))
+        width = head_in_features(model, backbone.linear_slot)
+        head = (nn.Linear(width, len(config.classes)) if config.head == "linear"
+                else build_head(width, config.fc, config.dropout, len(config.classes)))
+        set_module(model, backbone.linear_slot, head)
     return model
 
 
-def imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """VGG19 ImageNet weights via torchvision's weights API (torch cache first)."""
-    weights = VGG19_Weights.IMAGENET1K_V1
+def imagenet_state_dict(arch: str = "vgg19", input_size: int = 224) -> dict[str, torch.Tensor]:
+    """A backbone's ImageNet weights via torchvision's weights API (torch cache first); ViT's
+    position embeddings interpolated to input_size as torchvision's own helper does."""
+    backbone = get_backbone(arch)
+    weights = backbone.weights
+    if weights is None:
+        raise ValueError(f"{arch} has no ImageNet weights; train it with --no-pretrained")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     try:
-        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+        state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except Exception as err:  # URLError, socket and SSL errors all mean "not available"
         raise WeightsUnavailableError(
-            f"VGG19 ImageNet weights are not in the torch cache and could not be downloaded "
-            f"({type(err).__name__}: {err}); put {weights.url} at {cached} "
+            f"{backbone.title} ImageNet weights are not in the torch cache and could not be downloaded "
+            f"({type(err).__name__}: {_first_line(err)}); put {weights.url} at {cached} "
             f"(or set TORCH_HOME), or train without them with --no-pretrained") from None
-
-
-def last_conv_layer(model: VGG) -> nn.Conv2d:
-    """The last Conv2d of the feature stack."""
-    return [m for m in model.features if isinstance(m, nn.Conv2d)][-1]
-
-
-def cam_layer(model: VGG) -> nn.Module:
-    """Where Grad-CAM looks: the last conv layer's rectified feature maps (the ReLU after
-    conv5_4, after its batch norm where there is one), as in the Grad-CAM paper. The raw
-    conv output before batch norm can flip sign per channel and zero out the map."""
-    layers = list(model.features)
-    position = layers.index(last_conv_layer(model))
-    for module in layers[position + 1:]:
-        if isinstance(module, nn.ReLU):
-            return module
-        if not isinstance(module, nn.BatchNorm2d):
-            break
-    return layers[position]
+    if arch == "vit_b_16" and input_size != weights.meta["min_size"][0]:
+        state = interpolate_embeddings(input_size, 16, state)
+    return state
 
 
 def conv_layer_names(model: VGG) -> dict[str, list[str]]:
-    """Paper-style names for each conv layer ('conv5_4') -> module prefixes it owns.
-
-    A conv's batch-norm (small VGG) belongs to it. Blocks are counted by max-pools.
-    """
-    names: dict[str, list[str]] = {}
-    block, index, current = 1, 0, None
-    for position, module in enumerate(model.features):
-        if isinstance(module, nn.Conv2d):
-            index += 1
-            current = f"conv{block}_{index}"
-            names[current] = [f"features.{position}"]
-        elif isinstance(module, nn.BatchNorm2d) and current:
-            names[current].append(f"features.{position}")
-        elif isinstance(module, nn.MaxPool2d):
-            block, index, current = block + 1, 0, None
-    return names
+    """A VGG's paper-style conv names ('conv5_4') -> module prefixes (see backbones)."""
+    return vgg_conv_names(model)
 
 
-def layer_groups(model: VGG) -> dict[str, list[str]]:
-    """Named parameter groups for freezing, as data: 'head', 'convB_I', 'features', 'all'."""
-    groups = {"head": ["classifier"], "features": ["features"], "all": [""]}
-    groups.update(conv_layer_names(model))
-    return groups
-
-
-def top_conv_names(model: VGG, count: int) -> list[str]:
-    """The `count` topmost conv layer names, top first (conv5_4, conv5_3, ...)."""
-    return list(conv_layer_names(model))[::-1][:count]
+def top_conv_names(model: nn.Module, count: int) -> list[str]:
+    """The `count` topmost units (VGG: conv5_4, conv5_3, ...), top first."""
+    return top_blocks(model, count)
 
 
 def parameters_in_groups(model: nn.Module, groups: list[str]) -> list[tuple[str, nn.Parameter]]:
@@ -225,7 +212,7 @@ def check_same_classes(checkpoint: str | os.PathLike, trained: ClassSet,
 
 
 def load_checkpoint(path: str | os.PathLike, *, dataset_classes: ClassSet | None = None,
-                    dataset: str | os.PathLike = "the dataset") -> tuple[VGG, ModelConfig, dict[str, Any]]:
+                    dataset: str | os.PathLike = "the dataset") -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
     """Rebuild the model from its checkpoint; refuse a mismatched architecture and, when
     dataset_classes is given, a dataset of another class set (named `dataset` in the error)."""
     payload = read_checkpoint(path)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.models import VGG
+from torch import nn
 
+from emotion_core.backbones import num_outputs
 from emotion_core.gradcam import GradCam, normalise_maps
 from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.transforms import eval_transform
@@ -27,10 +28,10 @@ class Predictor:
     """Holds a model in eval mode and the classes of its outputs (FI's eight unless told);
     call with batches of images or tensors."""
 
-    def __init__(self, model: VGG, input_size: int, device: str | torch.device = "cpu",
+    def __init__(self, model: nn.Module, input_size: int, device: str | torch.device = "cpu",
                  classes: ClassSet | None = None):
         self.classes = FI_CLASSES if classes is None else classes
-        outputs = getattr(model.classifier[-1], "out_features", len(self.classes))
+        outputs = num_outputs(model)
         if outputs != len(self.classes):
             raise ValueError(f"the model has {outputs} outputs but {len(self.classes)} classes were given")
         self.device = torch.device(device)
@@ -66,7 +67,7 @@ class Predictor:
     def cam_shape(self) -> tuple[int, int]:
         """(h, w) of the Grad-CAM maps at this input size."""
         zeros = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
-        return tuple(self.gradcam.activations(zeros).shape[2:])
+        return self.gradcam.cam_shape(self.gradcam.activations(zeros))
 
     def predict_with_cam(self, image: Image.Image, target: int | str | None) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (in self.classes' order) and a [0, 1] Grad-CAM map for `target`:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from emotion_core import model as model_module
+from emotion_core.backbones import BACKBONES
 from emotion_core.labels import EMOTIONS, MIKELS8, ClassSet
 from emotion_core.model import (
     CheckpointError,
@@ -79,7 +79,7 @@ def test_imagenet_weights_read_from_torch_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     reference = build_model(ModelConfig(pretrained=False))
     plain = torchvision_vgg19_state(reference)
-    path = tmp_path / "checkpoints" / os.path.basename(model_module.VGG19_Weights.IMAGENET1K_V1.url)
+    path = tmp_path / "checkpoints" / os.path.basename(BACKBONES["vgg19"].weights.url)
     path.parent.mkdir()
     torch.save(plain, path)
     model = build_model(ModelConfig(pretrained=True))

@@ -1,7 +1,10 @@
 """Training schedules as data: a list of stages, each naming the layer groups it trains.
 
-Layer group names: 'head', 'convB_I' (e.g. conv5_4), 'features', 'all' (see
-emotion_core.model.layer_groups). A schedule file (YAML or JSON) is a list of stages:
+Layer group names: 'head', 'features', 'all' for every backbone, plus each backbone's own
+units (see emotion_core.backbones): VGG 'convB_I' (e.g. conv5_4); ResNet 'layer4', 'layer4.2';
+ConvNeXt 'features.7', 'features.7.2', 'stages.3'; ViT 'encoder.layers.11', 'embeddings'.
+assets/ holds the paper's schedule for each backbone (paper_schedule.yaml for vgg19,
+schedule_<arch>.yaml for the others). A schedule file (YAML or JSON) is a list of stages:
 
   - {name: head, trainable: [head], lr: 1.0e-4, epochs: 3}
   - {name: conv5_4, trainable: [head, conv5_4], lr: 1.0e-5, epochs: 2, group_lrs: {head: 1.0e-5}}
@@ -15,7 +18,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from emotion_core.model import layer_groups, top_conv_names
+from emotion_core.model import layer_groups, top_blocks
 
 
 @dataclass
@@ -30,13 +33,18 @@ class Stage:
         return float(self.group_lrs.get(group, self.lr))
 
 
+PAPER_UNFROZEN_UNITS = 4  # the paper unfroze conv5_4..conv5_1 one at a time
+
+
 def paper_schedule(model: nn.Module, epochs: int) -> list[Stage]:
-    """The paper: head at 1e-4; top 4 convs unfrozen one at a time (1e-5, then 1e-6); all at 1e-6."""
+    """The paper: head at 1e-4; the top 4 units unfrozen one at a time (1e-5, then 1e-6); all
+    at 1e-6. Units are the backbone's top blocks (VGG convs, ResNet bottlenecks, ConvNeXt
+    blocks, ViT encoder layers: emotion_core.backbones.top_blocks)."""
     stages = [Stage("head", ["head"], 1e-4, epochs)]
     unfrozen: list[str] = []
-    for i, conv in enumerate(top_conv_names(model, 4)):
-        unfrozen.append(conv)
-        stages.append(Stage(conv, ["head", *unfrozen], 1e-5 if i == 0 else 1e-6, epochs))
+    for i, unit in enumerate(top_blocks(model, PAPER_UNFROZEN_UNITS)):
+        unfrozen.append(unit)
+        stages.append(Stage(unit, ["head", *unfrozen], 1e-5 if i == 0 else 1e-6, epochs))
     stages.append(Stage("all", ["all"], 1e-6, epochs))
     return stages
 

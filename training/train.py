@@ -34,8 +34,8 @@ from emotion_core.dataset import ImageDataset, read_dataset, split_rows
 from emotion_core.evaluation import PREFETCH_BATCHES, evaluate_run
 from emotion_core.fileio import write_csv, write_json
 from emotion_core.labels import FI_CLASSES, NUM_CLASSES, ClassSet
-from emotion_core.model import (ModelConfig, build_model, checkpoint_classes, parameters_in_groups, read_checkpoint,
-                                save_checkpoint)
+from emotion_core.model import (ARCHITECTURES, HEADS, ModelConfig, build_model, checkpoint_classes,
+                                parameters_in_groups, read_checkpoint, save_checkpoint)
 from emotion_core.transforms import eval_transform, train_transform
 from training.cli import run_main
 from training.distributed import (DistInfo, all_reduce_sum, barrier, dist_info_from_env, gather_to_main,
@@ -52,6 +52,7 @@ class TrainConfig:
     out: str
     arch: str = "vgg19"
     fc: str = ""                      # head FC sizes ending in the class count; "": one layer of that size
+    head: str = "paper"               # "paper" (dropout + FC sizes) or "linear" (torchvision's own head)
     dropout: float = 0.5
     input_size: int = 224
     pretrained: bool = True
@@ -77,7 +78,7 @@ class TrainConfig:
 
     def model_config(self, classes: ClassSet = FI_CLASSES) -> ModelConfig:
         """The model for a dataset of these classes: the head ends in one output per class."""
-        return ModelConfig(arch=self.arch, fc=self.fc or str(len(classes)), dropout=self.dropout,
+        return ModelConfig(arch=self.arch, head=self.head, fc=self.fc or str(len(classes)), dropout=self.dropout,
                            input_size=self.input_size, pretrained=self.pretrained, batch_norm=self.batch_norm,
                            classes=list(classes.names))
 
@@ -99,7 +100,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--dataset", required=True, help="dataset dir holding manifest.parquet (needs train and dev splits)")
     add("--out", required=True, help="run dir to write checkpoints, history and evaluation")
-    add("--arch", default=defaults.arch, choices=["vgg19", "vgg_small"], help="vgg19 (the paper) or vgg_small (CPU demo/tests)")
+    add("--arch", default=defaults.arch, choices=ARCHITECTURES, help="backbone: vgg19 (the paper), vgg16, resnet50, "
+        "convnext_tiny, vit_b_16 (torchvision, ImageNet weights) or vgg_small (CPU demo/tests); default vgg19")
+    add("--head", default=defaults.head, choices=HEADS, help="paper: dropout + the --fc layers (default); linear: "
+        "torchvision's own head, last layer sized to the classes (--fc and --dropout do not apply)")
     add("--fc", default=defaults.fc, help="head FC sizes ending in the number of classes, e.g. 8, 8x8, 16x8 for "
         "FI's eight (default: one FC layer, as many outputs as the dataset has classes)")
     add("--dropout", type=float, default=defaults.dropout, help="dropout before each FC layer (default 0.5)")
@@ -468,13 +472,19 @@ def _architecture_name(model: dict) -> str:
     return f"vgg_small {'with' if model.get('batch_norm', True) else 'without'} batch norm"
 
 
+def _head_name(model: dict) -> str:
+    if model.get("head", "paper") == "linear":  # checkpoints from before the head option: paper heads
+        return f"linear head fc {model['fc']}"
+    return f"fc {model['fc']} dropout {model['dropout']}"
+
+
 def _check_same_model(saved: dict, wanted: ModelConfig, out: Path) -> None:
     """Before any weights are loaded: a different model would fail with a traceback, or worse, load."""
     model, now = saved["model"], asdict(wanted)
     comparisons = [
         ("the class set", ", ".join(checkpoint_classes(saved).names), ", ".join(wanted.classes)),
         ("the architecture", _architecture_name(model), _architecture_name(now)),
-        ("the head", f"fc {model['fc']} dropout {model['dropout']}", f"fc {now['fc']} dropout {now['dropout']}"),
+        ("the head", _head_name(model), _head_name(now)),
         ("the input size", model["input_size"], now["input_size"]),
     ]
     for what, saved_value, now_value in comparisons:
