@@ -128,15 +128,26 @@ def face_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def face_boxes(gray: np.ndarray, cascade: str) -> np.ndarray:
-    """(n, 4) boxes x, y, w, h that `cascade` finds in a face_gray image: the boxes of
-    detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side)), in its
-    order, found with about 70% of its work on photos (_window_hits)."""
+    """(n, 4) boxes x, y, w, h that `cascade` finds in a face_gray image: an approximation of
+    detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side)) found with
+    about 70% of its work on photos (_window_hits). Where it finds a face it gives OpenCV's
+    box, in its order; it can miss a face OpenCV finds (see _window_hits)."""
     side = max(HAAR_WINDOW, round(FACE_MIN_SHARE * min(gray.shape)))  # 24: the cascades' own window
     hits = _window_hits(_cascade(cascade), gray, side)
     if not hits:
         return np.zeros((0, 4), dtype=np.int64)
     grouped, _ = cv2.groupRectangles(hits, HAAR_NEIGHBOURS, HAAR_GROUP_EPS)  # what detectMultiScale ends with
-    return np.asarray(grouped, dtype=np.int64).reshape(-1, 4)
+    return _clipped(np.asarray(grouped, dtype=np.int64).reshape(-1, 4), gray.shape)
+
+
+def _clipped(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boxes cut to the image, empty ones dropped: detectMultiScale groups its hits as the
+    windows were (partly outside the image) and only then cuts each box (win0 & r)."""
+    height, width = shape
+    corners = np.stack([boxes[:, 0].clip(0), boxes[:, 1].clip(0),
+                        (boxes[:, 0] + boxes[:, 2]).clip(max=width), (boxes[:, 1] + boxes[:, 3]).clip(max=height)], 1)
+    corners = corners[(corners[:, 2] > corners[:, 0]) & (corners[:, 3] > corners[:, 1])]
+    return np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
 
 
 # How OpenCV's detectMultiScale searches (objdetect/cascadedetect.cpp, 4.x, one thread): at
@@ -144,13 +155,16 @@ def face_boxes(gray: np.ndarray, cascade: str) -> np.ndarray:
 # window over it, every 2nd position while the scale is below 2 and every position from 2
 # up, stepping over one more position after a window rejected by the first stage; the
 # windows that pass every stage ("hits") are grouped (groupRectangles, 5 or more similar
-# hits make a box). Two thirds of the time goes to the scales from 2 up, nearly all of it to
-# windows without a face. _window_hits gets the same hits with less of that: the scales
-# below 2 in one OpenCV call; at each scale from 2 up, a pass over half the positions
-# (_Level.checkerboard) shows where the cascade fires, and only the rows whose windows may
-# be grouped with a hit are searched as OpenCV does (_Level.rows), again around every hit
-# they add. A group is missed only if none of its 5+ hits is on the checkerboard or close to
-# another scale's hit: on bench/attributes_throughput.py's 500+ images every box is the same.
+# hits make a box) before each box is cut to the image. Two thirds of the time goes to the
+# scales from 2 up, nearly all of it to windows without a face. _window_hits gets nearly the
+# same hits with less of that: the scales below 2 in one OpenCV call; at each scale from 2
+# up, a pass over half the positions (_Level.checkerboard) shows where the cascade fires, and
+# only the rows whose windows may be grouped with a hit are searched as OpenCV does
+# (_Level.rows), again around every hit they add. So it is an approximation: a group is
+# missed when none of its 5+ hits is on the checkerboard or close to another scale's hit. On
+# the test images and bench/attributes_throughput.py's 500+ images every box is OpenCV's; on
+# 600 hard synthetic images (noisy, blurred faces pasted on noise) it missed 1 face of
+# OpenCV's (tests/test_attributes.py::test_fast_face_search_can_miss_a_face_opencv_finds).
 HAAR_WINDOW, HAAR_SCALE_STEP, HAAR_NEIGHBOURS, HAAR_GROUP_EPS = 24, 1.2, 4, 0.2
 
 
@@ -218,18 +232,19 @@ def _haar_scales(shape: tuple[int, int], min_side: int) -> list[np.float32]:
 
 
 def _window_hits(cascade: cv2.CascadeClassifier, gray: np.ndarray, min_side: int) -> list[list[int]]:
-    """OpenCV's hits (see above), in its order (scale, then row, then column), clipped to the image."""
+    """OpenCV's hits (see above), in its order (scale, then row, then column), as whole
+    windows: not yet cut to the image, since detectMultiScale groups them uncut."""
     scales = _haar_scales(gray.shape, min_side)
     below_two = [scale for scale in scales if scale < 2]
-    first_hits = []  # OpenCV's own, already in its order and clipped
+    first_hits = []  # OpenCV's own, already in its order
     if below_two:
         largest = round(HAAR_WINDOW * float(below_two[-1]))
         found = cascade.detectMultiScale(gray, HAAR_SCALE_STEP, 0, minSize=(min_side, min_side),
                                          maxSize=(largest, largest))
-        first_hits = np.asarray(found, dtype=np.int64).reshape(-1, 4).tolist()
+        first_hits = _uncut(np.asarray(found, dtype=np.int64).reshape(-1, 4), below_two)
     levels = [_Level(gray, scale) for scale in scales if scale >= 2]
     levels = [level for level in levels if level.last_x >= 0 and level.last_y >= 0]
-    hits = set()  # at the levels: unclipped, each (x, y, side, side)
+    hits = set()  # at the levels: each (x, y, side, side)
     around = set(map(tuple, first_hits)).union(*(level.checkerboard(cascade) for level in levels))
     while around:
         added = set()
@@ -244,9 +259,16 @@ def _window_hits(cascade: cv2.CascadeClassifier, gray: np.ndarray, min_side: int
                     added.update(level.rows(cascade, int(first), int(last)))
         around = added - hits
         hits |= added
-    height, width = gray.shape
-    return first_hits + [[x, y, min(side, width - x), min(side, height - y)]
-                         for x, y, side, _ in sorted(hits, key=lambda box: (box[2], box[1], box[0]))]
+    return first_hits + [list(box) for box in sorted(hits, key=lambda box: (box[2], box[1], box[0]))]
+
+
+def _uncut(found: np.ndarray, scales: list[np.float32]) -> list[list[int]]:
+    """detectMultiScale's ungrouped hits (minNeighbors=0) as whole windows: it returns them cut
+    to the image, which only shortens a side by the pixel or two a window's rounded corner
+    sticks out, so the window's side is the smallest of the scales' sides that is as long."""
+    sides = sorted(int(np.rint(np.float32(HAAR_WINDOW) * scale)) for scale in scales)
+    return [[x, y, side, side] for x, y, width, height in found.tolist()
+            for side in [min((s for s in sides if s >= max(width, height)), default=max(width, height))]]
 
 
 def count_faces(rgb: np.ndarray, cascade: str) -> int:

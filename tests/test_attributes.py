@@ -1,3 +1,4 @@
+import cv2
 import matplotlib.cbook
 import numpy as np
 import pandas as pd
@@ -165,8 +166,8 @@ def test_cam_concentration_reads_only_predicted_maps_in_chunks(tmp_path, monkeyp
 
 
 def test_fast_face_search_gives_opencvs_boxes():
-    """face_boxes skips most windows at scales from 2 up: it must still return exactly what
-    detectMultiScale returns, box for box, on portraits, pasted faces and textures."""
+    """face_boxes skips most windows at scales from 2 up: on portraits, pasted faces, textures
+    and a face at the image's edge it must still return what detectMultiScale returns, box for box."""
     portrait, photos = _portrait(), _photos_without_faces()
     rng = np.random.default_rng(4)
     images = [portrait, ImageOps.mirror(portrait), *photos]
@@ -178,11 +179,49 @@ def test_fast_face_search_gives_opencvs_boxes():
         images.append(scene)
     noise = rng.integers(0, 255, (47, 63, 3), dtype=np.uint8)
     images += [Image.fromarray(noise).resize((500, 375), Image.BICUBIC), Image.fromarray(noise).resize((90, 70))]
-    for k, image in enumerate(images):
-        gray = attributes.face_gray(attributes.analysis_pixels(image))
-        side = max(24, round(attributes.FACE_MIN_SHARE * min(gray.shape)))
+    grays = [attributes.face_gray(attributes.analysis_pixels(image)) for image in images]
+    # A face whose windows stick out of the bottom edge: OpenCV groups them whole and cuts
+    # the box afterwards, [[132, 64, 178, 178]], where cutting first gave a height of 177.
+    grays.append(cv2.resize(attributes.face_gray(np.asarray(portrait))[40:326, 0:376], (320, 243)))
+    for k, gray in enumerate(grays):
         for cascade in (attributes.FACE_CASCADE, attributes.CAT_FACE_CASCADE):
-            plain = attributes._cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4,
-                                                                  minSize=(side, side))
-            np.testing.assert_array_equal(attributes.face_boxes(gray, cascade),
-                                          np.asarray(plain, dtype=np.int64).reshape(-1, 4), err_msg=f"image {k}")
+            np.testing.assert_array_equal(attributes.face_boxes(gray, cascade), _opencv_boxes(gray, cascade),
+                                          err_msg=f"image {k}")
+    assert attributes.face_boxes(grays[-1], attributes.FACE_CASCADE).tolist() == [[132, 64, 178, 178]]
+
+
+def _opencv_boxes(gray: np.ndarray, cascade: str) -> np.ndarray:
+    side = max(24, round(attributes.FACE_MIN_SHARE * min(gray.shape)))
+    found = attributes._cascade(cascade).detectMultiScale(gray, scaleFactor=1.2, minNeighbors=4, minSize=(side, side))
+    return np.asarray(found, dtype=np.int64).reshape(-1, 4)
+
+
+def _noisy_pasted_faces(rng: np.random.Generator) -> np.ndarray:
+    """A face_gray image of 1-3 noisy, blurred copies of the portrait's face on blurred noise."""
+    face = attributes.face_gray(np.asarray(_portrait()))[60:300, 80:280]
+    height, width = 240, 320
+    image = cv2.GaussianBlur(np.clip(rng.normal(128, 40, (height, width)), 0, 255).astype(np.uint8), (0, 0), 2)
+    for _ in range(rng.integers(1, 4)):
+        side = int(rng.uniform(50, 200))
+        pasted = cv2.resize(face, (side, int(side * 1.2)))
+        pasted = np.clip(pasted + rng.normal(0, rng.uniform(10, 70), pasted.shape), 0, 255).astype(np.uint8)
+        pasted = cv2.GaussianBlur(pasted, (0, 0), rng.uniform(0.3, 3))
+        y = rng.integers(0, max(1, height - pasted.shape[0] // 2))
+        x = rng.integers(0, max(1, width - side // 2))
+        bottom, right = min(height, y + pasted.shape[0]), min(width, x + side)
+        image[y:bottom, x:right] = pasted[:bottom - y, :right - x]
+    return cv2.equalizeHist(image)
+
+
+def test_fast_face_search_can_miss_a_face_opencv_finds():
+    """face_boxes is an approximation: it missed 1 of 600 such images (generated from
+    default_rng(7); this is the 581st). All 5 hits of OpenCV's group lie at scales 3.0 and
+    3.58 on positions its half-position pass skips. If it finds this face now, the search
+    has changed: update the note in attributes.py and README.md."""
+    rng = np.random.default_rng(7)
+    rng.bit_generator.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
+                               "state": {"state": 171822073494098201411309037035584212487,
+                                         "inc": 261136684632268670825940853076396136793}}
+    gray = _noisy_pasted_faces(rng)
+    assert _opencv_boxes(gray, attributes.FACE_CASCADE).tolist() == [[126, 155, 83, 83]], "another image"
+    assert attributes.face_boxes(gray, attributes.FACE_CASCADE).tolist() == []
