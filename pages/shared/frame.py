@@ -115,6 +115,7 @@ PAGES = (
     ("pages/inspector.py", "Image inspector", "🔎", "inspector"),
     ("pages/trends.py", "Trends", "📈", "trends"),
     ("pages/agreement.py", "Vote agreement", "🗳️", "agreement"),
+    ("pages/compare.py", "Compare runs", "⚖️", "compare"),
     ("pages/live.py", "Live prediction", "📤", "live"),
 )
 # Set by app.py for the page it is about to run, consumed by that page. A page that finds it
