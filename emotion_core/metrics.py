@@ -6,7 +6,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from emotion_core.labels import FI_CLASSES
+from emotion_core.emotion_metrics import emotion_aware_metrics
+from emotion_core.labels import FI_CLASSES, ClassSet, class_set_from
 
 
 def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int = len(FI_CLASSES)) -> np.ndarray:
@@ -31,8 +32,10 @@ def per_class_table(counts: np.ndarray, classes: Iterable[str] = FI_CLASSES) -> 
 
 def evaluation_metrics(predictions: pd.DataFrame, classes: Iterable[str] = FI_CLASSES) -> dict:
     """The metrics.json payload of one split for a predictions table (label_idx / pred_idx
-    columns indexing `classes`, a ClassSet or a list of ids in model order)."""
-    names = list(classes)
+    columns indexing `classes`, a ClassSet or a list of ids in model order), with the emotion-aware
+    metrics that apply (emotion_core.emotion_metrics: polarity, ECC/EMC, calibration, agreement)."""
+    class_set = classes if isinstance(classes, ClassSet) else class_set_from(list(classes))
+    names = list(class_set.names)
     counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(names))
     table = per_class_table(counts, names)
     total = int(counts.sum())
@@ -43,4 +46,5 @@ def evaluation_metrics(predictions: pd.DataFrame, classes: Iterable[str] = FI_CL
         "macro_f1": float(table["f1"].mean()),
         "per_class": table.to_dict(orient="records"),
         "confusion_matrix": counts.tolist(),
+        **emotion_aware_metrics(predictions, counts, class_set),
     }

@@ -8,7 +8,9 @@ import argparse
 
 import torch
 
+from emotion_core.emotion_metrics import split_emotion_metrics, summary_text
 from emotion_core.evaluation import evaluate_run
+from emotion_core.labels import class_set_from
 from training.cli import run_main
 
 
@@ -32,9 +34,18 @@ def main(args: argparse.Namespace) -> dict:
     splits = tuple(s.strip() for s in args.split.split(",") if s.strip())
     metrics = evaluate_run(args.run, args.dataset, splits=splits, batch_size=args.batch_size,
                            workers=args.workers, device=args.device, attributes=args.attributes)
+    print_summary(metrics)
+    return metrics
+
+
+def print_summary(metrics: dict) -> None:
+    """Accuracy per split, and on the next line the emotion-aware metrics that apply."""
+    classes = class_set_from(metrics.get("classes"))
     for split, values in metrics["splits"].items():
         print(f"{split}: accuracy {values['accuracy']:.1%} on {values['n_images']} images")
-    return metrics
+        aware = summary_text(split_emotion_metrics(values, None, classes))
+        if aware:
+            print(f"  {aware}")
 
 
 if __name__ == "__main__":
