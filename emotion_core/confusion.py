@@ -6,7 +6,7 @@ from typing import Any, Collection, Mapping
 import numpy as np
 import pandas as pd
 
-from emotion_core.dataset_attributes import filter_mask
+from emotion_core.dataset_attributes import filter_mask, range_mask
 from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.metrics import confusion_matrix
 from emotion_core.report import Column
@@ -14,11 +14,13 @@ from emotion_core.votes import (
     NO_VOTES,
     NON_UNANIMOUS,
     STRONGLY_DIVIDED,
+    SHARE_TOLERANCE,
     UNANIMOUS,
     VOTE_GROUPS,
     group_counts,
     group_labels,
     has_distribution,
+    holds_shares,
     images_in_group,
     tally,
     vote_agreement,
@@ -95,11 +97,13 @@ def summary_sentence(true: str, pred: str, summary: Mapping[str, int], *, classe
 def filter_and_sort(rows: pd.DataFrame, *, votes: str = ALL_VOTES,
                     confidence: tuple[float, float] = (0.0, 1.0), sort: str = SORT_KEYS[0],
                     only_ids: set[str] | None = None,
-                    attributes: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+                    attributes: Mapping[str, Collection[str]] | None = None,
+                    ranges: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """Gallery rows: one vote group (or all images; non-unanimous includes strongly divided),
     confidence range (inclusive), only_ids (e.g. the images with some tags) when given, dataset
     attributes ({'attr_scene': ['graveyard'], 'attr_object': ['Sky']}: one of the values of each
-    attribute named) when given, sort order."""
+    attribute named) when given, numeric dataset attributes within ranges ({'attr_brightness':
+    (0.2, 0.5)}, inclusive; an image without the value is left out) when given, sort order."""
     if sort not in SORT_KEYS:
         raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
     if votes not in VOTE_FILTERS:
@@ -111,6 +115,8 @@ def filter_and_sort(rows: pd.DataFrame, *, votes: str = ALL_VOTES,
         keep &= rows["image_id"].isin(only_ids)
     if attributes and any(attributes.values()):  # list columns are scanned only when a filter asks
         keep &= filter_mask(rows, attributes)
+    if ranges:
+        keep &= range_mask(rows, ranges)
     column = "confidence" if sort.startswith("confidence") else "agreement"
     ascending = "low first" in sort
     return rows[keep].sort_values([column, "image_id"], ascending=[ascending, True], na_position="last",
@@ -132,7 +138,9 @@ def accuracy_by_agreement(predictions: pd.DataFrame) -> pd.DataFrame:
     voted, share = counted.total > 0, vote_agreement(predictions).to_numpy()
     frame = pd.DataFrame({"correct": predictions["correct"].to_numpy()[voted], "agreement": share[voted]})
     if has_distribution(predictions):
-        tenth = np.minimum(np.floor(frame["agreement"] * 10 + 1e-9), 10).astype(int)
+        # shares may sum to 1 ± SHARE_TOLERANCE (0.7 of 1.0005 is 0.69965): no tenth loses such a share
+        tolerance = SHARE_TOLERANCE if holds_shares(predictions) else 1e-9
+        tenth = np.minimum(np.floor((frame["agreement"] + tolerance) * 10), 10).astype(int)
         frame["agreement"] = tenth / 10  # the bin's lower edge: the sort key
         names = tenth.map(lambda k: "100%" if k == 10 else f"{10 * k}–{10 * k + 10}%")
     else:

@@ -115,6 +115,39 @@ def filter_mask(rows: pd.DataFrame, wanted: Mapping[str, Collection[str]]) -> pd
     return keep
 
 
+def numeric_bounds(column: pd.Series) -> tuple[float, float] | None:
+    """(lowest, highest) value of a numeric attribute, widened to whole hundredths so that a slider of
+    step 0.01 reaches both; None when it has no two different values (nothing to filter)."""
+    values = pd.to_numeric(column, errors="coerce").astype("float64")
+    values = values[np.isfinite(values)]
+    if values.empty or values.min() == values.max():
+        return None
+    return float(np.floor(values.min() * 100) / 100), float(np.ceil(values.max() * 100) / 100)
+
+
+def range_mask(rows: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> pd.Series:
+    """Rows whose value of every named numeric attribute lies in its (low, high) range, inclusive; a
+    missing value is outside. Unknown or non-numeric columns, or low > high, are a ValueError."""
+    keep = pd.Series(True, index=rows.index)
+    for column, (low, high) in ranges.items():
+        if column not in rows or not is_numeric(rows[column]):
+            valid = ", ".join(numeric_columns(rows)) or "none"
+            raise ValueError(f"not a numeric dataset attribute: {column!r}; valid: {valid}")
+        if low > high:
+            raise ValueError(f"empty range for {column!r}: {low} > {high}")
+        values = pd.to_numeric(rows[column], errors="coerce").astype("float64")
+        keep &= values.between(low, high).fillna(False).astype(bool)
+    return keep
+
+
+def filters_text(wanted: Mapping[str, Collection[str]], ranges: Mapping[str, tuple[float, float]]) -> str:
+    """The dataset-attribute filters in force, in words: 'scene = beach, street; brightness 0.2–0.5'
+    ('' when none), for the message when a cell has no image left."""
+    parts = [f"{attribute_name(c)} = {', '.join(str(v) for v in values)}" for c, values in wanted.items() if values]
+    parts += [f"{attribute_name(c)} {low:g}–{high:g}" for c, (low, high) in ranges.items()]
+    return "; ".join(parts)
+
+
 def describe(row: Mapping) -> str:
     """One image's dataset attributes in one line: 'scene mountain/snowy · object Sky, Tree · facial
     expression happy · brightness 0.4 · colorfulness 0.6' ('' when it has none)."""

@@ -18,7 +18,12 @@ the one other answer, so every rule below reads the same on both.
 - strongly divided:  non-unanimous and the label at most one vote ahead of the strongest other
                      answer (FI: agree - disagree <= 1, 3 vs 2 of 5; a distribution: votes_<label>
                      minus the most-voted other class <= 1, e.g. 5 Awe vs 4 Fear; shares without
-                     counts (a row with a fractional value, Emotion6): that margin <= 0.1 of all votes)
+                     counts (Emotion6, see holds_shares): that margin <= 0.1 of all votes)
+
+Counts or shares is decided for the whole table (holds_shares), never row by row: an Emotion6 image
+with all its probability on one class (0, 0, 1, 0, ...) reads like one voter's count on its own.
+The distribution's columns are votes_<class> for the run's classes only (the table's p_<class>
+columns), so a stray votes_total is never taken for a class.
 
 Strongly divided compares the label with the runner-up class, not with all other votes
 together: an LDL image with 4 of 11 votes for its label, spread 3/2/1/1 over the others, is a
@@ -27,6 +32,7 @@ are left out at import).
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +62,8 @@ VOTE_COLUMNS = ("agree", "disagree")
 DISTRIBUTION_PREFIX = "votes_"
 DIVIDED_VOTES = 1.0    # strongly divided: the label at most this many votes ahead of the runner-up
 DIVIDED_SHARE = 0.1    # the same for shares without counts (Emotion6): about one voter of ten
+SHARE_TOLERANCE = 1e-3  # shares sum to 1 within this (the Emotion6 importer's check)
+PROBABILITY_PREFIX = "p_"  # a predictions table's p_<class> columns name the run's classes
 
 
 @dataclass(frozen=True)
@@ -67,9 +75,35 @@ class Tally:
     margin: np.ndarray     # how far ahead of the runner-up still counts as strongly divided
 
 
-def distribution_columns(frame: pd.DataFrame) -> list[str]:
-    """The table's votes_<class> columns, in the table's (the class set's) order."""
-    return [c for c in frame.columns if isinstance(c, str) and c.startswith(DISTRIBUTION_PREFIX)]
+def distribution_columns(frame: pd.DataFrame, classes: Collection[str] | None = None) -> list[str]:
+    """The table's votes_<class> columns of the run's classes, in the class set's order: `classes` when
+    given, else the classes of the table's p_<class> columns (a predictions table), else (a manifest,
+    which has no p_<class> columns) every votes_ column in table order."""
+    return _distribution_keys(list(frame.columns), classes)
+
+
+def holds_shares(frame: pd.DataFrame, classes: Collection[str] | None = None) -> bool:
+    """Whether the table's vote distributions are shares (Emotion6's probabilities) rather than counts
+    (Flickr_LDL's votes), decided for the whole table. Integer columns are counts (the LDL importer
+    writes Int64), but dtypes do not survive every path (a count column with a gap is float after
+    evaluation), so otherwise: shares when every complete distribution with votes sums to 1
+    (±SHARE_TOLERANCE) and some value of the table is fractional."""
+    columns = distribution_columns(frame, classes)
+    if not columns or all(pd.api.types.is_integer_dtype(frame[c]) for c in columns):
+        return False
+    votes = np.column_stack([_as_float(frame[c]).to_numpy() for c in columns])  # (N, classes)
+    votes = votes[~np.isnan(votes).any(axis=1)]
+    totals = votes.sum(axis=1)
+    votes, totals = votes[totals > 0], totals[totals > 0]
+    return bool(len(totals) and np.all(np.abs(totals - 1.0) <= SHARE_TOLERANCE)
+                and np.any(votes != np.round(votes)))
+
+
+def distribution_holds_shares(distribution: Mapping[str, float]) -> bool:
+    """One image's distribution alone read as shares (sums to 1, a fractional value): the guess for a
+    row without its table. A one-hot Emotion6 row reads as a count here; pass holds_shares(table)."""
+    values = np.array(list(distribution.values()), dtype=float)
+    return bool(len(values) and abs(values.sum() - 1.0) <= SHARE_TOLERANCE and np.any(values != np.round(values)))
 
 
 def tally(frame: pd.DataFrame) -> Tally:
@@ -90,8 +124,8 @@ def tally(frame: pd.DataFrame) -> Tally:
         others[np.arange(len(rows)), cols] = 0.0
         total[rows] = votes[rows].sum(axis=1)
         runner_up[rows] = others.max(axis=1)
-        shares = (votes[rows] != np.round(votes[rows])).any(axis=1)  # a fractional value: no counts
-        margin[rows] = np.where(shares, DIVIDED_SHARE * total[rows], DIVIDED_VOTES)
+        if holds_shares(frame):  # the whole table's reading, not the row's
+            margin[rows] = DIVIDED_SHARE * total[rows]
     return Tally(label, total, runner_up, margin)
 
 
@@ -100,10 +134,11 @@ def has_distribution(frame: pd.DataFrame) -> bool:
     return bool(_distribution_rows(frame).any())
 
 
-def vote_distribution(row) -> dict[str, float] | None:
-    """One image's votes per class ({'amusement': 1, 'awe': 6, ...}, table order), or None when
-    the image has no complete distribution that includes its label (e.g. FI)."""
-    columns = [c for c in row.keys() if isinstance(c, str) and c.startswith(DISTRIBUTION_PREFIX)]
+def vote_distribution(row, classes: Collection[str] | None = None) -> dict[str, float] | None:
+    """One image's votes per class ({'amusement': 1, 'awe': 6, ...}, class order; the classes as in
+    distribution_columns), or None when the image has no complete distribution that includes its
+    label (e.g. FI)."""
+    columns = _distribution_keys(list(row.keys()), classes)
     values = {c[len(DISTRIBUTION_PREFIX):]: row[c] for c in columns}
     if not values or row.get("label") not in values or any(pd.isna(v) for v in values.values()):
         return None
@@ -193,6 +228,18 @@ def missing_votes_note(frame: pd.DataFrame) -> str | None:
     if has:
         return "No image has usable votes (agree + disagree is 0, or one of the counts is missing)."
     return "This dataset has no agree/disagree votes (e.g. imported from class folders)."
+
+
+def _distribution_keys(keys: list, classes: Collection[str] | None) -> list[str]:
+    """votes_<class> among `keys` (a table's columns, a row's keys) for the classes (see distribution_columns;
+    p_ columns none of which has a votes_ column, such as a p_value, name no classes)."""
+    present = set(keys)
+    if classes is not None:
+        return [DISTRIBUTION_PREFIX + c for c in classes if DISTRIBUTION_PREFIX + c in present]
+    predicted = [DISTRIBUTION_PREFIX + k[len(PROBABILITY_PREFIX):] for k in keys
+                 if isinstance(k, str) and k.startswith(PROBABILITY_PREFIX)]
+    return ([c for c in predicted if c in present]
+            or [k for k in keys if isinstance(k, str) and k.startswith(DISTRIBUTION_PREFIX)])
 
 
 def _distribution_rows(frame: pd.DataFrame) -> np.ndarray:

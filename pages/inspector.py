@@ -41,7 +41,7 @@ ui.sync_query_params(image=current)
 probabilities = row[[f"p_{e}" for e in classes.names]].to_numpy(dtype=float)
 st.subheader(f"{current}: {classes.display_name(row['label'])} → predicted {classes.display_name(row['pred'])} "
              f"({row['confidence']:.0%})")
-st.markdown(gallery.votes_text(row, classes))
+st.markdown(gallery.votes_text(row, classes, ui.vote_shares(run)))
 st.caption(f"File: `{row['path']}`")
 dataset_attributes = describe(row)  # the dataset's own (EmoSet's scene, objects, ...; Emotion6's valence, arousal)
 if dataset_attributes:
@@ -54,7 +54,8 @@ with info_col:
     distribution = vote_distribution(row)
     if distribution and sum(distribution.values()) > 0:  # LDL, Emotion6: every class's votes
         st.caption("Annotator votes (the label's class in red)")
-        st.plotly_chart(vote_bars(distribution, row["label"], classes=classes), key="vote_bars")
+        st.plotly_chart(vote_bars(distribution, row["label"], classes=classes, shares=ui.vote_shares(run)),
+                        key="vote_bars")
     cam_classes = list(classes.names) if run.has_model else ui.stored_cam_classes(run, row)  # no model: stored maps
     target = st.selectbox("Grad-CAM for class", cam_classes, index=cam_classes.index(row["pred"]),
                           format_func=classes.display_name) if cam_classes else None

@@ -12,7 +12,6 @@ from emotion_core.trends import (
     cell_trend_table,
     cells_csv,
     error_cells,
-    image_features,
     markdown_report,
     reference_rows,
     standouts,
@@ -37,7 +36,7 @@ if attributes is None:
         st.rerun()
 store = ui.tag_store()
 tags = store.tags_of(ui.dataset_key(run)) if store else None
-features = image_features(predictions, attributes, tags)
+features = ui.trend_features(run, tags)
 
 true, pred = ui.cell_pickers(predictions, classes)
 rows = cell_rows(predictions, true, pred)
@@ -70,16 +69,19 @@ else:
     ui.show_table(found, STANDOUT_COLUMNS)
 
 st.subheader("Export")
+# Each file is made when its button is clicked (a callable): at 118,000 predictions the four take seconds.
 cells = error_cells(predictions, classes=classes)
 one, every = st.columns(2)
-one.download_button("This cell: Markdown", markdown_report(predictions, features, [(true, pred)], discovered, classes=classes),
+one.download_button("This cell: Markdown",
+                    lambda: markdown_report(predictions, features, [(true, pred)], discovered, classes=classes),
                     file_name=f"emolens_{true}_to_{pred}.md", mime="text/markdown")
-one.download_button("This cell: CSV", cells_csv(predictions, features, [(true, pred)]).to_csv(index=False),
+one.download_button("This cell: CSV", lambda: cells_csv(predictions, features, [(true, pred)]).to_csv(index=False),
                     file_name=f"emolens_{true}_to_{pred}.csv", mime="text/csv")
-every.download_button("All cells: Markdown", markdown_report(predictions, features, cells, discovered, classes=classes),
+every.download_button("All cells: Markdown", lambda: markdown_report(predictions, features, cells, discovered,
+                                                                     classes=classes),
                       file_name="emolens_trends.md", mime="text/markdown")
-every.download_button("All cells: CSV", cells_csv(predictions, features, cells).to_csv(index=False),
+every.download_button("All cells: CSV", lambda: cells_csv(predictions, features, cells).to_csv(index=False),
                       file_name="emolens_trends.csv", mime="text/csv")
-every.download_button("Discovery, all cells: CSV", discovered.to_csv(index=False),
+every.download_button("Discovery, all cells: CSV", lambda: discovered.to_csv(index=False),
                       file_name="emolens_discovery.csv", mime="text/csv",
                       help="Every test of every cell with its Benjamini-Hochberg q-value")

@@ -173,3 +173,39 @@ def test_gallery_cards_and_the_inspector_show_the_whole_vote_distribution(ldl_en
     assert len(bars) == 1
     assert values(bars[0]["data"][0]["x"]) == list(votes.values())
     assert list(bars[0]["data"][0]["y"]) == [MIKELS8.display_name(n) for n in NAMES]
+
+
+def test_a_one_hot_share_reads_as_a_share_in_the_gallery_and_the_inspector(demo_env, tmp_path, monkeypatch):
+    """Emotion6-like shares on the demo run: the Anger → Sadness images have all their probability on
+    Anger (one-hot, no fractional value), every other image a fractional distribution. The run's table
+    holds shares, so the one-hot cards and the inspector show shares too, never '1 of 1' votes."""
+    from tests.test_app import goto_cell, run_with_changed_votes
+
+    def with_shares(predictions: pd.DataFrame) -> pd.DataFrame:
+        one_hot = (predictions["label"] == "anger") & (predictions["pred"] == "sadness")
+        for name in NAMES:
+            own = (predictions["label"] == name).to_numpy()
+            spread = np.where(own, 0.65, 0.05)  # 0.65 + 7 × 0.05 = 1
+            predictions[f"votes_{name}"] = np.where(one_hot, np.where(own, 1.0, 0.0), spread)
+        predictions["agree"] = pd.array([pd.NA] * len(predictions), dtype="Int64")
+        predictions["disagree"] = predictions["agree"]
+        return predictions
+
+    run_with_changed_votes(demo_env, tmp_path, monkeypatch, with_shares)
+    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    cards = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert cards
+    for card in cards:
+        assert "votes 100% for Anger · 🟢 unanimous" in card and "of 1" not in card, card
+        assert ":small[Amu· **Ang█100%** Awe·" in card, card
+    at = goto_cell(at, "sadness", "sadness")
+    card = next(m.value for m in at.markdown if m.value.startswith("**"))
+    assert "votes 65% for Sadness" in card and "Amu▁5%" in card, card
+
+    at = goto_cell(at, "anger", "sadness")
+    at.switch_page("pages/inspector.py").run()
+    assert not at.exception and not at.error
+    assert any("votes 100% for Anger" in m.value for m in at.markdown)
+    bars = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")
+            if "share of votes" in json.dumps(json.loads(chart.proto.spec)["layout"].get("xaxis", {}))]
+    assert len(bars) == 1 and list(bars[0]["data"][0]["text"])[1] == "100%"

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import fisher_exact, mannwhitneyu
 
 from emotion_core.confusion import filter_and_sort
-from emotion_core.dataset_attributes import describe, values_by_frequency
+from emotion_core.dataset_attributes import describe, filters_text, values_by_frequency
 from emotion_core.runs import load_predictions
 from emotion_core.trends import (
     AUTO,
@@ -190,6 +190,29 @@ def test_gallery_rows_filter_by_dataset_attributes():
         filter_and_sort(rows, attributes={"attr_weather": ["rain"]})
 
 
+def test_gallery_rows_filter_by_numeric_dataset_attribute_ranges():
+    rows = planted_predictions()
+    rows["confidence"], rows["agreement"] = 0.5, 0.6
+    rows["valence"] = np.linspace(1, 9, len(rows))
+    rows.loc[3, "valence"] = np.nan  # not recorded: outside every range
+    dark = filter_and_sort(rows, ranges={"attr_brightness": (0.0, 0.3)})
+    assert set(dark["image_id"]) == set(rows.loc[rows["attr_brightness"] <= 0.3, "image_id"])
+    assert set(dark["image_id"]) >= {f"as{i}" for i in range(12)}  # the planted cell is darker
+    middle = filter_and_sort(rows, ranges={"valence": (3.0, 5.0), "attr_brightness": (0.0, 1.0)})
+    assert set(middle["image_id"]) == set(rows.loc[rows["valence"].between(3.0, 5.0), "image_id"])
+    inclusive = filter_and_sort(rows, ranges={"valence": (1.0, 1.0)})
+    assert inclusive["image_id"].tolist() == [rows.loc[0, "image_id"]]
+    assert len(filter_and_sort(rows, ranges={"valence": (0.0, 10.0)})) == len(rows) - 1
+    graveyard_dark = filter_and_sort(rows, attributes={"attr_scene": ["graveyard"]}, ranges={"attr_brightness": (0, 0.3)})
+    assert set(graveyard_dark["image_id"]) == {f"as{i}" for i in range(10)}  # aa0 is a bright graveyard
+    with pytest.raises(ValueError, match="not a numeric dataset attribute: 'attr_scene'; valid: attr_brightness, valence"):
+        filter_and_sort(rows, ranges={"attr_scene": (0, 1)})
+    with pytest.raises(ValueError, match="empty range for 'valence'"):
+        filter_and_sort(rows, ranges={"valence": (5.0, 3.0)})
+    assert filters_text({"attr_scene": ["beach"], "attr_object": []}, {"attr_brightness": (0.2, 0.5)}) == \
+        "scene = beach; brightness 0.2–0.5"
+
+
 def test_values_by_frequency_and_the_card_line():
     column = pd.Series([["Sky", "Tree"], ["Sky", "Sky"], [], ["Car"]])
     assert values_by_frequency(column).to_dict() == {"Sky": 2, "Car": 1, "Tree": 1}
@@ -220,6 +243,7 @@ def test_gallery_shows_and_filters_dataset_attributes(demo_env, tmp_path, monkey
         predictions["attr_scene"] = pd.array(np.where(cell, "graveyard", scenes), dtype="string")
         predictions["attr_object"] = [["Tombstone"] if c else ["Sky"] for c in cell]
         predictions["attr_brightness"] = np.where(cell, 0.1, 0.6)
+        predictions["valence"] = 1 + np.arange(len(predictions)) % 9  # Emotion6-like, 1 to 9
         return predictions
 
     predictions = run_with_changed_votes(demo_env, tmp_path, monkeypatch, with_scenes)
@@ -236,10 +260,31 @@ def test_gallery_shows_and_filters_dataset_attributes(demo_env, tmp_path, monkey
     assert not at.exception
     beach = test[(test["label"] == "sadness") & (test["pred"] == "sadness") & (test["attr_scene"] == "beach")]
     assert set(at.session_state["cell_image_ids"]) == set(beach["image_id"]) != everyday
+    # a chosen value stays chosen in another cell, like every filter: the message says which one
+    at = goto_cell(at, "anger", "sadness")
+    assert at.multiselect(key="attr_filter|attr_scene").value == ["beach"]
+    assert at.session_state["cell_image_ids"] == []
+    assert any(i.value == "No images in this cell with these filters (scene = beach selected)." for i in at.info)
+    at = goto_cell(at, "sadness", "sadness")
     at.multiselect(key="attr_filter|attr_scene").set_value([]).run()
     at.multiselect(key="attr_filter|attr_object").set_value(["Tombstone"]).run()
     assert at.session_state["cell_image_ids"] == [] and any("No images" in i.value for i in at.info)
     at.multiselect(key="attr_filter|attr_object").set_value([]).run()
+    # numbers: a range slider per numeric attribute, over the split's values
+    valence = at.slider(key="attr_range|valence")
+    assert (valence.min, valence.max, valence.value) == (1.0, 9.0, (1.0, 9.0))
+    brightness = at.slider(key="attr_range|attr_brightness")
+    assert (brightness.min, brightness.max) == (0.1, 0.6)  # the whole split's, not this cell's (all 0.6)
+    at = valence.set_value((2.0, 4.0)).run()
+    assert not at.exception
+    in_range = test[(test["label"] == "sadness") & (test["pred"] == "sadness") & test["valence"].between(2, 4)]
+    assert set(at.session_state["cell_image_ids"]) == set(in_range["image_id"]) != everyday
+    at = at.slider(key="attr_range|attr_brightness").set_value((0.1, 0.3)).run()
+    assert at.session_state["cell_image_ids"] == []
+    assert any("(brightness 0.1–0.3; valence 2–4 selected)" in i.value for i in at.info)
+    at.slider(key="attr_range|valence").set_value((1.0, 9.0)).run()
+    at.slider(key="attr_range|attr_brightness").set_value((0.1, 0.6)).run()
+    assert set(at.session_state["cell_image_ids"]) == everyday  # full ranges filter nothing
 
     at = goto_cell(at, "anger", "sadness")
     at.switch_page("pages/inspector.py").run()

@@ -109,3 +109,49 @@ def test_discovery_without_any_features_is_empty_not_an_error():
     predictions, _ = toy_predictions()
     found = discover(predictions, image_features(predictions))
     assert found.empty and standouts(found, "anger", "sadness").empty
+
+
+def test_the_trends_page_makes_its_features_once_and_its_files_on_click(demo_env, tmp_path, monkeypatch):
+    """Reruns of the Trends page (a widget change) reuse the features (0.2 s at 118k EmoSet predictions)
+    and build no export file (seconds): each download button holds a callable run on click, which makes
+    the same file as emotion_core.trends does."""
+    from collections import Counter
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    import emotion_core.trends as trends
+    from emotion_core.attributes import read_attributes
+    from emotion_core.runs import load_predictions
+    from tests.test_app import goto_cell, run_with_changed_votes, start
+
+    run_with_changed_votes(demo_env, tmp_path, monkeypatch, lambda p: p)  # a fresh run: no cached features
+    calls = Counter()
+    for name in ("image_features", "markdown_report", "cells_csv"):
+        def counted(*args, _real=getattr(trends, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(trends, name, counted)
+    downloads, real_button = {}, DeltaGenerator.download_button
+
+    def recording(self, label, data, *args, **kwargs):
+        downloads[label] = data
+        return real_button(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", recording)
+    at = goto_cell(start("pages/trends.py"), "anger", "sadness")
+    at.number_input(key="min_images").set_value(4).run()
+    assert not at.exception and not at.error
+    assert calls == Counter(image_features=1)  # four runs of the page, one feature table, no file
+    files = {"This cell: Markdown", "This cell: CSV", "All cells: Markdown", "All cells: CSV",
+             "Discovery, all cells: CSV"}
+    assert files <= set(downloads) and all(callable(downloads[label]) for label in files)
+
+    run = tmp_path / "workspace" / "runs" / "demo"
+    predictions = load_predictions(run)
+    predictions = predictions[predictions["split"] == at.session_state["split"]]
+    features = trends.image_features(predictions, read_attributes(run))
+    assert downloads["This cell: CSV"]() == \
+        trends.cells_csv(predictions, features, [("anger", "sadness")]).to_csv(index=False)
+    everything = downloads["All cells: Markdown"]()
+    assert everything.startswith("# Error analysis") and "**Anger misclassified as Sadness:**" in everything
+    assert everything.count("misclassified as") == len(trends.error_cells(predictions))

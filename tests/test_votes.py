@@ -12,7 +12,9 @@ from emotion_core.votes import (
     STRONGLY_DIVIDED,
     UNANIMOUS,
     agreement_level,
+    distribution_columns,
     group_labels,
+    holds_shares,
     images_in_group,
     in_group,
     missing_votes_note,
@@ -199,3 +201,57 @@ def test_fi_votes_read_exactly_as_before_beside_a_distribution_free_table():
     for group in (UNANIMOUS, NON_UNANIMOUS, STRONGLY_DIVIDED, NO_VOTES):
         assert images_in_group(frame, group).tolist() == in_group(frame["agree"], frame["disagree"], group).tolist()
     assert accuracy_by_agreement(with_votes(frame))["votes"].tolist() == ["6/11", "3/5", "4/5", "1/1", "5/5"]
+
+
+# ---- counts or shares: one reading per table (review of issue 10) ---------------------------
+
+def emotion6_frame(probabilities: dict[str, tuple[str, list[float]]]) -> pd.DataFrame:
+    """A predictions-like Emotion6 table: float64 shares, p_<class> columns naming the run's classes."""
+    return pd.DataFrame([{"image_id": i, "label": label, "pred": "joy", "confidence": 0.5, "correct": label == "joy",
+                          "agree": pd.NA, "disagree": pd.NA, **{f"p_{e}": 1 / 7 for e in EMOTION6},
+                          **{f"votes_{e}": p for e, p in zip(EMOTION6, ps)}}
+                         for i, (label, ps) in probabilities.items()])
+
+
+def test_a_one_hot_emotion6_image_shows_shares_like_the_rest_of_its_table():
+    """All of an image's probability on one class (0, 0, 0, 1, ...) reads like one voter's count on its
+    own; the table (fractional shares elsewhere, every row summing to 1) says it is a share."""
+    from emotion_core.plots import vote_bars
+    from pages.shared.gallery import vote_bar, votes_text
+
+    frame = with_votes(emotion6_frame({"disgust/1": ("disgust", [0.133333, 0.7, 0, 0.0666667, 0.1, 0, 0]),
+                                       "joy/2": ("joy", [0, 0, 0, 1.0, 0, 0, 0])}))
+    assert holds_shares(frame) and holds_shares(frame.iloc[1:]) is False  # the one-hot row alone cannot tell
+    one_hot = frame.iloc[1]
+    text = votes_text(one_hot, shares=holds_shares(frame))
+    assert text.startswith("votes 100% for Joy · 🟢 unanimous") and "of 1" not in text, text
+    assert vote_bar(vote_distribution(one_hot), "joy", shares=True) == "Ang· Dis· Fea· **Joy█100%** Sad· Sur· Neu·"
+    figure = vote_bars(vote_distribution(one_hot), "joy", shares=True)
+    assert figure.layout.xaxis.title.text == "share of votes" and figure.data[0].text[3] == "100%"
+    # LDL: counts, whatever the dtype that reached the table (Int64, or float after a gap)
+    ldl = with_votes(ldl_frame())
+    assert not holds_shares(ldl) and not holds_shares(ldl.astype({f"votes_{e}": "float64" for e in MIKELS}))
+    one_voter = ldl.iloc[0].to_dict() | {f"votes_{e}": int(e == "fear") for e in MIKELS}
+    assert votes_text(one_voter, shares=holds_shares(ldl)).startswith("votes 1 of 1 for Fear")
+
+
+def test_only_the_runs_classes_are_a_distribution():
+    """An extra votes_total column is not a class: the classes are the table's p_<class> columns (or given)."""
+    frame = ldl_frame().set_index("image_id", drop=False)
+    frame = frame.assign(votes_total=frame[[f"votes_{e}" for e in MIKELS]].sum(axis=1),
+                         **{f"p_{e}": 1 / 8 for e in MIKELS})
+    assert distribution_columns(frame) == [f"votes_{e}" for e in MIKELS]
+    assert distribution_columns(frame.drop(columns=[f"p_{e}" for e in MIKELS]), classes=["awe", "fear"]) == \
+        ["votes_awe", "votes_fear"]
+    assert vote_agreement(frame)["coin flip"] == pytest.approx(5 / 11)  # not 5 / 22
+    assert vote_levels(frame)["unanimous"] == UNANIMOUS
+    assert "votes_total" not in vote_distribution(frame.loc["majority"])
+    assert distribution_columns(pd.DataFrame(columns=["p_value", "votes_a", "votes_b"])) == ["votes_a", "votes_b"]
+
+
+def test_shares_a_little_off_1_keep_their_tenth():
+    """Emotion6 shares may sum to 1 ± 0.001 (the importer's check): 0.7 of 1.0005 is in 70–80%, not 60–70%."""
+    frame = with_votes(emotion6_frame({"a": ("disgust", [0.1005, 0.7, 0.2, 0, 0, 0, 0]),
+                                       "b": ("fear", [0.333333, 0, 0.666667, 0, 0, 0, 0]),  # 10 of 15
+                                       "c": ("joy", [0, 0, 0, 1.0, 0, 0, 0])}))
+    assert accuracy_by_agreement(frame)["votes"].tolist() == ["60–70%", "70–80%", "100%"]

@@ -18,11 +18,12 @@ import streamlit as st
 
 from emotion_core.attributes import SUGGESTED_TAGS
 from emotion_core.confusion import ALL_VOTES, SORT_KEYS, VOTE_FILTERS, filter_and_sort, page_of
-from emotion_core.dataset_attributes import attribute_name, categorical_columns, describe, values_by_frequency
+from emotion_core.dataset_attributes import (attribute_name, categorical_columns, describe, filters_text,
+                                             numeric_bounds, numeric_columns, values_by_frequency)
 from emotion_core.labels import ClassSet
 from emotion_core.runs import RunInfo
-from emotion_core.votes import (NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, group_labels, vote_distribution,
-                                 votes_description)
+from emotion_core.votes import (NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, distribution_holds_shares, group_labels,
+                                 vote_distribution, votes_description)
 from pages.shared import frame, ui
 
 if TYPE_CHECKING:  # emotion_core.tags imports SQLAlchemy (0.1-0.3 s here): loaded where a tag store is used
@@ -52,32 +53,35 @@ def badge(level: str) -> str:
     return BADGE.get(level, "🟠 non-unanimous")
 
 
-def votes_text(row: pd.Series | dict, classes: ClassSet | None = None) -> str:
+def votes_text(row: pd.Series | dict, classes: ClassSet | None = None, shares: bool | None = None) -> str:
     """'votes 3 agree / 2 disagree · 🔴 strongly divided'; works when a vote column is missing. An
-    image with a vote distribution (LDL, Emotion6): 'votes 6 of 11 for Awe · 🟠 non-unanimous' and
-    below it the whole distribution as a text bar (vote_bar)."""
+    image with a vote distribution (LDL, Emotion6): 'votes 6 of 11 for Awe · 🟠 non-unanimous' (counts)
+    or 'votes 70% for Disgust' (shares) and below it the whole distribution as a text bar (vote_bar).
+    shares: whether the run's table holds shares (ui.vote_shares); None: guessed from the row alone."""
     distribution = vote_distribution(row)
     total = sum(distribution.values()) if distribution else 0.0
     if total > 0:
         label = row["label"]
+        shares = distribution_holds_shares(distribution) if shares is None else shares
         name = escape_markdown(classes.display_name(label) if classes else str(label).capitalize())
-        votes, counted = distribution[label], all(v.is_integer() for v in distribution.values())
-        share = f"{votes:.0f} of {total:.0f}" if counted else f"{votes / total:.0%}"
+        votes = distribution[label]
+        share = f"{votes / total:.0%}" if shares else f"{votes:.0f} of {total:.0f}"
         return (f"votes {share} for {name} · {badge(row.get('agreement_level', NO_VOTES))}  \n"
-                f":small[{vote_bar(distribution, label, classes)}]")
+                f":small[{vote_bar(distribution, label, classes, shares)}]")
     described = votes_description(row.get("agree"), row.get("disagree"))
     if described == NO_VOTES:
         return badge(NO_VOTES)
     return f"votes {described} · {badge(row.get('agreement_level', NO_VOTES))}"
 
 
-def vote_bar(distribution: dict[str, float], label: str, classes: ClassSet | None = None) -> str:
+def vote_bar(distribution: dict[str, float], label: str, classes: ClassSet | None = None,
+             shares: bool | None = None) -> str:
     """'Amu▁1 Ang· **Awe▅6** Con▁1 Dis· Exc· Fea▂2 Sad▁1': every class in the run's order with a block
     one to eight eighths high for its share of all votes ('·': none) and its count (Emotion6's
-    probabilities: its share in %), the label's class in bold. Markdown text, not a chart: a card
-    stays one text, one picture and one link (issue 9)."""
+    probabilities: its share in %; shares as in votes_text), the label's class in bold. Markdown text,
+    not a chart: a card stays one text, one picture and one link (issue 9)."""
     total = sum(distribution.values())
-    counted = all(v.is_integer() for v in distribution.values())
+    counted = not (distribution_holds_shares(distribution) if shares is None else shares)
     names = [classes.display_name(c) if classes else c.capitalize() for c in distribution]
     short = [name[:3] for name in names]
     short = short if len(set(short)) == len(short) else names  # 'Sad' twice: whole names
@@ -120,10 +124,15 @@ def attributes_text(attributes: pd.DataFrame | None, image_id: str) -> str:
             f"colourfulness {colourfulness} · CAM mass in top 10%: {focus}")
 
 
-def dataset_attribute_filters(rows: pd.DataFrame) -> dict[str, list[str]]:
+def dataset_attribute_filters(rows: pd.DataFrame, table: pd.DataFrame | None = None
+                              ) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
     """One multiselect per categorical dataset attribute of the run (EmoSet's scene, object, ...): the
     cell's values, most frequent first, after the values already chosen (kept when another cell lacks
-    them). Returns the chosen values per attribute column."""
+    them, like every other filter: the empty-cell message names them). One range slider per numeric
+    one (EmoSet's brightness, colorfulness; Emotion6's valence, arousal) over the values of `table`
+    (the run's split, so that a range kept across cells fits every cell's slider). Returns the chosen
+    values per categorical column and the narrowed ranges per numeric column (a slider left at its
+    full range filters nothing: images without the value stay)."""
     chosen = {}
     for column in categorical_columns(rows):
         key = f"attr_filter|{column}"
@@ -132,7 +141,21 @@ def dataset_attribute_filters(rows: pd.DataFrame) -> dict[str, list[str]]:
         chosen[column] = st.multiselect(
             f"{attribute_name(column).capitalize()} (dataset; any of these)", options, key=key,
             format_func=lambda value, counts=counts: f"{value} ({counts.get(value, 0)})")
-    return chosen
+    table = rows if table is None else table
+    ranges = {}
+    for column in numeric_columns(table):
+        bounds = numeric_bounds(table[column])
+        if bounds is None or column not in rows or rows[column].isna().all():  # none to filter in this cell
+            continue
+        key = f"attr_range|{column}"
+        kept = st.session_state.get(key)
+        if kept is not None and not bounds[0] <= min(kept) <= max(kept) <= bounds[1]:
+            del st.session_state[key]  # another run's or split's range, outside this slider: start afresh
+        chosen_range = st.slider(f"{attribute_name(column).capitalize()} (dataset)", bounds[0], bounds[1], bounds,
+                                 step=0.01, key=key)
+        if tuple(chosen_range) != bounds:
+            ranges[column] = (float(chosen_range[0]), float(chosen_range[1]))
+    return chosen, ranges
 
 
 def select_key(image_id: str) -> str:
@@ -148,7 +171,7 @@ def cell_gallery(run: RunInfo, rows: pd.DataFrame, true: str, pred: str) -> None
         votes = vote_filter(rows)
         confidence = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="confidence")
         wanted_tags = st.multiselect("Has all these tags", sorted(tag_table["tag"].unique()), key="tag_filter")
-        wanted_attributes = dataset_attribute_filters(rows)
+        wanted_attributes, ranges = dataset_attribute_filters(rows, ui.predictions(run))
         sort = st.selectbox("Sort by", SORT_KEYS, key="sort")
     with st.container(horizontal=True, gap="medium"):
         show_cams = ui.has_cams(run) and st.toggle("Show Grad-CAM (predicted | true class)", key="show_cams")
@@ -158,12 +181,13 @@ def cell_gallery(run: RunInfo, rows: pd.DataFrame, true: str, pred: str) -> None
                             help="A select box on every image and the bar to tag, untag and undo")
     shown = filter_and_sort(rows, votes=votes, confidence=confidence, sort=sort,
                             only_ids=images_with_all(tag_table, wanted_tags) if wanted_tags else None,
-                            attributes=wanted_attributes)
+                            attributes=wanted_attributes, ranges=ranges)
     st.session_state[CELL_IDS] = shown["image_id"].tolist()  # the inspector's previous / next
     st.session_state[CELL_OF_IDS] = shown_cell(run, true, pred)
     show_tag_message()
     if shown.empty:
-        st.info("No images in this cell with these filters.")
+        chosen = filters_text(wanted_attributes, ranges)  # kept from another cell, maybe: say which
+        st.info(f"No images in this cell with these filters{f' ({chosen} selected)' if chosen else ''}.")
         return
     pages = max(1, -(-len(shown) // PER_PAGE))
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page_{true}_{pred}", width=220)
@@ -171,7 +195,8 @@ def cell_gallery(run: RunInfo, rows: pd.DataFrame, true: str, pred: str) -> None
     tagging = tagging and store is not None
     if tagging:
         tag_bar(store, dataset, on_page["image_id"].tolist())
-    grid(run, on_page, show_cams, tagging, tags_of_images(tag_table, on_page["image_id"]), ui.attributes_by_id(run))
+    grid(run, on_page, show_cams, tagging, tags_of_images(tag_table, on_page["image_id"]), ui.attributes_by_id(run),
+         ui.vote_shares(run))
 
 
 def cell_image_ids(run: RunInfo, predictions: pd.DataFrame) -> list[str]:
@@ -195,7 +220,7 @@ def tags_of_images(tag_table: pd.DataFrame, image_ids: pd.Series) -> dict[str, l
 
 
 def grid(run: RunInfo, rows: pd.DataFrame, show_cams: bool, tagging: bool, tags: dict[str, list[str]],
-         attributes: pd.DataFrame | None) -> None:
+         attributes: pd.DataFrame | None, shares: bool | None = None) -> None:
     """One card per image: the picture (or its two Grad-CAM overlays in one picture, the predicted
     class's on the left); its id, confidence, votes, tags and attributes in one text; a link to the
     inspector; when tagging, a select box. The cell's name is the heading above the gallery, not
@@ -206,7 +231,7 @@ def grid(run: RunInfo, rows: pd.DataFrame, show_cams: bool, tagging: bool, tags:
     cards reach the browser in one burst."""
     cards = rows.to_dict("records")
     pictures = card_pictures(run, cards, show_cams)
-    texts = [card_text(row, tags.get(row["image_id"], []), attributes_text(attributes, row["image_id"]))
+    texts = [card_text(row, tags.get(row["image_id"], []), attributes_text(attributes, row["image_id"]), shares)
              for row in cards]
     if show_cams:  # said once: every image of the gallery is of the same cell
         classes = ui.classes(run)
@@ -246,7 +271,7 @@ def card_pictures(run: RunInfo, cards: list[dict], show_cams: bool) -> list:
         return list(pool.map(picture, cards))
 
 
-def card_text(row: dict, image_tags: list[str], attributes: str) -> str:
+def card_text(row: dict, image_tags: list[str], attributes: str, shares: bool | None = None) -> str:
     """'**img000123** · confidence 87%', the votes, and in small grey type the tags, the automatic
     attributes, the dataset's attributes (EmoSet's scene, objects, ...) and (demo) the planted trait."""
     details = [f"🏷 {', '.join(image_tags)}" if image_tags else "🏷 no tags"]
@@ -259,7 +284,7 @@ def card_text(row: dict, image_tags: list[str], attributes: str) -> str:
     if isinstance(planted, str) and planted:
         details.append(f"planted: {planted}")
     small = "  \n".join(f":gray[:small[{escape_markdown(line)}]]" for line in details)
-    return f"**{row['image_id']}** · confidence {row['confidence']:.0%}  \n{votes_text(row)}  \n{small}"
+    return f"**{row['image_id']}** · confidence {row['confidence']:.0%}  \n{votes_text(row, shares=shares)}  \n{small}"
 
 
 def escape_markdown(text: str) -> str:
