@@ -9,6 +9,10 @@ predicted and the true class) and embeddings (.npy, (N, d)), row i for the table
 Rows that match no image, share an image with another row, have probabilities that do not
 sum to 1 or are missing, or name an unknown class are counted; the caller refuses the file
 or skips those rows. The run dir gets no checkpoint: there is no model to run.
+
+p_ columns that are no class of the dataset (p_max, p_entropy, ...) are ignored with a note,
+unless they look like another class set: no p_ column names a class of the dataset, or the
+rows sum to 1 only with those columns added (the file's model knows classes the dataset lacks).
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ PROBLEMS = {
     "duplicate": "naming an image that another row names too",
     "bad_sum": f"with probabilities not summing to 1 (±{SUM_TOLERANCE:g}; --renormalise divides by the sum)",
     "invalid": "with missing, negative or non-numeric probabilities",
-    "unknown_class": "naming an unknown class",
+    "unknown_class": "with a class not in the dataset",
 }
 
 
@@ -67,6 +71,7 @@ class Scores:
     problems: dict[str, np.ndarray]      # problem -> (rows,) bool
     notes: list[str]
     has_probabilities: bool
+    label_values: list | None = None     # the label column's value per row (label-only files)
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -141,7 +146,7 @@ def scores_from_labels(frame: pd.DataFrame, column: str, classes: ClassSet) -> S
     probabilities = np.zeros((len(frame), len(classes)))
     probabilities[np.flatnonzero(~unknown), index[~unknown]] = 1.0
     note = f"predicted labels only (column {column!r}): probabilities are one-hot, confidence is 1"
-    return Scores(probabilities, {"unknown_class": unknown}, [note], has_probabilities=False)
+    return Scores(probabilities, {"unknown_class": unknown}, [note], has_probabilities=False, label_values=values)
 
 
 def _class_index(value, classes: ClassSet, *, by_position: bool) -> int:
@@ -159,15 +164,12 @@ def _class_index(value, classes: ClassSet, *, by_position: bool) -> int:
         return -1
 
 
-def file_scores(frame: pd.DataFrame, classes: ClassSet, *, renormalise: bool, on_bad: str) -> Scores:
+def file_scores(frame: pd.DataFrame, classes: ClassSet, *, renormalise: bool) -> Scores:
     """The file's probabilities per row, from its probability columns or else its label column."""
     columns = [str(c) for c in frame.columns]
     frame = frame.set_axis(columns, axis=1)
     found, unknown = probability_columns(columns, classes)
-    if unknown and on_bad == "refuse":
-        raise PredictionsImportError(
-            f"column {unknown[0]!r} is the probability of no class of the dataset ({len(unknown)} such column(s)); "
-            f"classes: {', '.join(classes.names)}; pass --on-bad skip to ignore them")
+    refuse_other_class_set(frame, found, unknown, classes)
     if found and len(found) < len(classes):
         missing = [n for n in classes.names if n not in found]
         raise PredictionsImportError(f"probability columns for {len(found)} of {len(classes)} classes; missing: "
@@ -185,8 +187,31 @@ def file_scores(frame: pd.DataFrame, classes: ClassSet, *, renormalise: bool, on
                 f"label column ({', '.join(LABEL_COLUMNS + INDEX_COLUMNS)}); columns: {', '.join(columns[:12])}")
         scores = scores_from_labels(frame, label, classes)
     if unknown:
-        scores.notes.append(f"{len(unknown)} column(s) of unknown classes ignored (first {unknown[0]!r})")
+        scores.notes.append(f"{len(unknown)} p_ column(s) that are no class of the dataset ignored: "
+                            f"{', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
     return scores
+
+
+def refuse_other_class_set(frame: pd.DataFrame, found: dict[str, str], unknown: list[str], classes: ClassSet) -> None:
+    """Raise when the p_ columns that are no class look like the probabilities of another class set:
+    none of the p_ columns names a class (two or more of them), or rows that do not sum to 1 over the
+    dataset's classes do with those columns added. A lone extra column (p_max) is only ignored."""
+    if not unknown:
+        return
+    named = f"{', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}"
+    if not found and len(unknown) > 1:
+        raise PredictionsImportError(f"no p_ column names a class of the dataset ({named}); the dataset's classes: "
+                                     f"{', '.join(classes.names)}; was the file made for another class set?")
+    if not found:
+        return
+    numbers = frame[list(found.values()) + unknown].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    known_sum, all_sum = numbers[:, :len(found)].sum(axis=1), numbers.sum(axis=1)
+    completes = (np.abs(known_sum - 1.0) > SUM_TOLERANCE) & (np.abs(all_sum - 1.0) <= SUM_TOLERANCE)
+    if completes.any():
+        raise PredictionsImportError(
+            f"{rows_text(int(completes.sum()))} sum to 1 only with {named} added: the file's model has classes "
+            f"the dataset lacks ({', '.join(classes.names)}); drop those classes and renormalise, or use a "
+            f"dataset of that class set")
 
 
 # ---- matching rows to the dataset's images --------------------------------------------------
@@ -202,7 +227,9 @@ def match_images(frame: pd.DataFrame, manifest: pd.DataFrame, dataset_dir: str |
         wanted, known = frame[key].tolist(), manifest["image_id"].astype(str).tolist()
     else:
         wanted = [_normal_path(p, dataset_dir) for p in frame[key].tolist()]
-        known = [_normal_path(p, dataset_dir) for p in manifest["path"].tolist()]
+        # read_dataset has joined the manifest's paths to the dataset dir already: joining again
+        # would double a relative dataset dir ("ds/ds/images/...").
+        known = [os.path.normpath(os.path.abspath(p)) for p in manifest["path"].tolist()]
     position_of = {k: i for i, k in reversed(list(enumerate(known)))}  # the first row of a key listed twice
     keys = [None if _missing(k) else str(k).strip() for k in wanted]
     return np.array([position_of.get(k, -1) if k else -1 for k in keys], dtype=np.int64), key
@@ -236,6 +263,8 @@ def check_cams(cams: np.ndarray, rows: int, path) -> None:
     elif cams.ndim != 3:
         raise PredictionsImportError(f"{path}: maps of shape {cams.shape}; expected (N, h, w) for the predicted "
                                      f"class or (N, 2, h, w) for the predicted and the true class")
+    if min(cams.shape[-2:]) < 1:
+        raise PredictionsImportError(f"{path}: maps of shape {cams.shape} hold no pixels; each map needs h, w >= 1")
     if len(cams) != rows:
         raise PredictionsImportError(f"{path}: {len(cams)} maps for {rows} rows of the predictions file "
                                      "(one map per row, in the file's order)")
@@ -269,21 +298,39 @@ def check_embeddings(embeddings: np.ndarray, rows: int, path) -> None:
 
 # ---- the import ----------------------------------------------------------------------------
 
-def problem_report(problems: dict[str, np.ndarray], frame: pd.DataFrame, key: str) -> dict[str, dict]:
-    """problem -> {"rows": count, "examples": first three keys}, for the problems that occur."""
+def problem_report(problems: dict[str, np.ndarray], frame: pd.DataFrame, key: str,
+                   label_values: list | None = None) -> dict[str, dict]:
+    """problem -> {"rows": count, "examples": first three keys}, for the problems that occur; an
+    unknown class also gets "classes": {offending value: rows}, most frequent first."""
     report = {}
     for name in PROBLEMS:
         mask = problems.get(name)
         if mask is not None and mask.any():
             examples = list(dict.fromkeys(str(k) for k in frame[key].to_numpy()[mask]))[:3]
             report[name] = {"rows": int(mask.sum()), "examples": examples}
+            if name == "unknown_class" and label_values is not None:
+                offending = pd.Series([_shown_value(v) for v, bad in zip(label_values, mask) if bad])
+                report[name]["classes"] = {str(v): int(n) for v, n in offending.value_counts(sort=True).items()}
     return report
 
 
+def _shown_value(value) -> str:
+    return "(missing)" if _missing(value) else str(value).strip()
+
+
+def problem_text(name: str, problem: dict) -> str:
+    """'2 rows with a class not in the dataset: 'neutral' (1), 'happy' (1)' or '1 row ... (e.g. 'x')'."""
+    counts = problem.get("classes")
+    if counts:
+        shown = ", ".join(f"{value!r} ({rows})" for value, rows in list(counts.items())[:6])
+        more = f", {len(counts) - 6} more" if len(counts) > 6 else ""
+        return f"{rows_text(problem['rows'])} {PROBLEMS[name]}: {shown}{more}"
+    return f"{rows_text(problem['rows'])} {PROBLEMS[name]} (e.g. {problem['examples'][0]!r})"
+
+
 def describe_problems(report: dict[str, dict]) -> str:
-    """'3 rows match no image of the dataset (e.g. 'x'); 2 rows ...'."""
-    return "; ".join(f"{rows_text(p['rows'])} {PROBLEMS[name]} (e.g. {p['examples'][0]!r})"
-                     for name, p in report.items())
+    """'1 row matching no image of the dataset (e.g. 'x'); 2 rows ...'."""
+    return "; ".join(problem_text(name, p) for name, p in report.items())
 
 
 def rows_text(count: int) -> str:
@@ -299,10 +346,10 @@ def build_import(frame: pd.DataFrame, manifest: pd.DataFrame, classes: ClassSet,
         raise ValueError(f"on_bad must be one of {', '.join(ON_BAD)}, not {on_bad!r}")
     if frame.empty:
         raise PredictionsImportError(f"{source}: no rows")
-    scores = file_scores(frame, classes, renormalise=renormalise, on_bad=on_bad)
+    scores = file_scores(frame, classes, renormalise=renormalise)
     positions, key = match_images(frame, manifest, dataset_dir)
     problems = {"unmatched": positions < 0, "duplicate": duplicate_rows(positions), **scores.problems}
-    report = problem_report(problems, frame, key)
+    report = problem_report(problems, frame, key, scores.label_values)
     bad = np.logical_or.reduce(list(problems.values()))
     if report and on_bad == "refuse":
         raise PredictionsImportError(f"{source}: {describe_problems(report)}; fix them or pass --on-bad skip")
@@ -349,6 +396,8 @@ def run_metrics(imported: ImportedRun, manifest: pd.DataFrame, classes: ClassSet
 
 
 def refuse_existing_run(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise PredictionsImportError(f"--out {out} is a file, not a folder; choose a run dir")
     if (out / "checkpoint.pt").exists():
         raise PredictionsImportError(f"{out} holds a model's checkpoint.pt; import the predictions into another run dir")
     if (out / METRICS_FILE).exists() and not overwrite:

@@ -6,9 +6,10 @@ here, not a failure deep inside evaluation.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
-from dataclasses import fields
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,31 +22,24 @@ from emotion_core.model import CheckpointError, ModelConfig, build_model
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 NESTED_KEYS = ("state_dict", "model", "model_state_dict")  # training scripts' {"model": state_dict, ...}
 SAFETENSORS_INSTALL = "pip install safetensors"
+# Plain-data classes a training checkpoint may pickle besides its tensors, allowed under
+# weights_only=True: torchvision's references/classification/train.py saves its argparse.Namespace
+# as "args" next to "model", "optimizer", "lr_scheduler" and "epoch".
+SAFE_CHECKPOINT_GLOBALS = [argparse.Namespace]
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # torch's weights_only message has bold text
+UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 class WeightsError(CheckpointError):
     """A weights file that does not fit the model asked for; one line for the user."""
 
 
-def has_head_option() -> bool:
-    """Whether this EmoLens's models have a choice of head (ModelConfig.head; VGG-only versions had not)."""
-    return "head" in {f.name for f in fields(ModelConfig)}
-
-
 def model_config(arch: str, classes: ClassSet, *, fc: str | None = None, head: str | None = None,
                  input_size: int = 224) -> ModelConfig:
     """The config of the model the weights must fit. head=None: torchvision's own head ("linear"),
-    as a state dict fine-tuned with torchvision has it, where models have a choice of head."""
-    options: dict[str, Any] = {"arch": arch, "fc": fc or str(len(classes)), "pretrained": False,
-                               "input_size": input_size, "classes": list(classes.names)}
-    if head is None and has_head_option():
-        head = "linear"
-    if head is not None:
-        if not has_head_option():
-            raise WeightsError("--head is not supported by this EmoLens's models (ModelConfig has no 'head'); "
-                               "leave it out")
-        options["head"] = head
-    return ModelConfig(**options)
+    as a state dict fine-tuned with torchvision has it."""
+    return ModelConfig(arch=arch, fc=fc or str(len(classes)), pretrained=False, input_size=input_size,
+                       classes=list(classes.names), head=head or "linear")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -61,10 +55,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def _read_torch(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickled code (a whole nn.Module), a truncated or foreign file
-        raise WeightsError(f"{path}: not loadable with weights_only=True ({_first_line(err)}); save "
-                           "model.state_dict() rather than the model object") from None
+        with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickled code (a whole nn.Module, a custom class), a truncated or foreign file
+        raise WeightsError(f"{path}: not loadable with weights_only=True ({_load_failure(err)})") from None
+
+
+def _load_failure(err: BaseException) -> str:
+    """What torch.load refused, in one line with a way out."""
+    unsupported = UNSUPPORTED_GLOBAL.search(str(err))
+    if unsupported is None:
+        return _first_line(err)
+    return (f"it pickles {unsupported.group(1)}, which is not a tensor or plain data; save the weights alone, "
+            f"e.g. torch.save(model.state_dict(), FILE) for a whole model, or the state dict under a "
+            f"training checkpoint's 'model' key")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -148,7 +152,7 @@ def load_weights(path: str | os.PathLike, config: ModelConfig, classes: ClassSet
     """The EmoLens model of `config` holding the file's weights, checked first."""
     model = build_model(config)
     state = read_state_dict(path)
-    check_state_dict(model, state, classes, path, getattr(config, "head", None))
+    check_state_dict(model, state, classes, path, config.head)
     model.load_state_dict(state, strict=False)  # strict checks done above; num_batches_tracked may be absent
     return model.eval()
 
@@ -166,4 +170,5 @@ def _shape(tensor: torch.Tensor) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    text = ANSI_ESCAPE.sub("", str(err)).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

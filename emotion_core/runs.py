@@ -25,27 +25,35 @@ IMPORTED_PREDICTIONS = "imported predictions"  # run.json's "source" of a run ma
 class RunInfo:
     name: str
     path: Path
-    complete: bool   # evaluated: metrics.json exists
+    complete: bool   # evaluated (metrics.json exists), and either a model or imported predictions
     is_demo: bool
-    has_model: bool = True  # False for imported predictions: no checkpoint.pt, nothing to run live
-
-    @property
-    def imported(self) -> bool:
-        """Made from another framework's predictions (training.import_predictions)."""
-        return not self.has_model
+    has_model: bool = True  # checkpoint.pt exists: the live page and the inspector can run it
+    imported: bool = False  # made from another framework's predictions (run.json's source says so)
 
 
 def list_runs(runs_root: str | os.PathLike) -> list[RunInfo]:
     """Every run dir under runs_root, demo and real alike: a folder with checkpoint.pt, or with
-    metrics.json and no checkpoint (imported predictions)."""
+    metrics.json and no checkpoint. The latter is imported predictions when its run.json says so;
+    otherwise its checkpoint was deleted and it is listed as incomplete (not as an import)."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
     runs = []
     for path in sorted(p for p in root.iterdir() if (p / CHECKPOINT_FILE).exists() or (p / METRICS_FILE).exists()):
-        runs.append(RunInfo(path.name, path, (path / METRICS_FILE).exists(), (path / "demo.json").exists(),
-                            (path / CHECKPOINT_FILE).exists()))
+        has_model = (path / CHECKPOINT_FILE).exists()
+        imported = not has_model and is_imported_predictions(path)
+        evaluated = (path / METRICS_FILE).exists()
+        runs.append(RunInfo(path.name, path, evaluated and (has_model or imported), (path / "demo.json").exists(),
+                            has_model, imported))
     return runs
+
+
+def is_imported_predictions(run_dir: str | os.PathLike) -> bool:
+    """run.json's source is "imported predictions" (training.import_predictions wrote it)."""
+    try:
+        return read_json(Path(run_dir) / RUN_FILE).get("source") == IMPORTED_PREDICTIONS
+    except (ValueError, OSError, AttributeError):  # an unreadable or odd run.json: not an import
+        return False
 
 
 def read_json(path: Path) -> dict:

@@ -150,6 +150,22 @@ class _GridTap(nn.Module):
         return torch.cat([normed[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
 
 
+def test_vit_tokens_become_the_grid_conv_proj_made():
+    """Independent of _GridTap (which uses tokens_to_grid itself): the patch tokens as torchvision's
+    ViT makes them from conv_proj's (N, C, h, w) output go back to that exact grid, not its
+    transpose (the image is random, so the grid and its transpose differ)."""
+    model = build_model(config_of("vit_b_16")).eval()
+    images = images_for("vit_b_16", 2)
+    with torch.no_grad():
+        grid = model.conv_proj(images)                              # (N, C, 3, 3)
+        tokens = grid.flatten(2).transpose(1, 2)                    # (N, 9, C), row-major patches
+        torch.testing.assert_close(model._process_input(images), tokens, rtol=0, atol=0)  # the model's order
+    assert grid.shape[2:] == (3, 3) and not torch.equal(grid, grid.transpose(2, 3))
+    assert torch.equal(tokens_to_grid(tokens), grid)
+    top_right = tokens[:, 2]                                        # row 0, column 2
+    assert torch.equal(tokens_to_grid(tokens)[:, :, 0, 2], top_right)
+
+
 def captum_on_full_model(arch: str, model: nn.Module) -> tuple[nn.Module, LayerGradCam]:
     if arch != "vit_b_16":
         return model, LayerGradCam(model, cam_layer(model))

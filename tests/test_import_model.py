@@ -1,4 +1,5 @@
 """training.import_model: a state dict trained elsewhere becomes a run that training.evaluate evaluates."""
+import argparse
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from emotion_core.model import ARCHITECTURES, ModelConfig, build_model, load_checkpoint
+from emotion_core.model import ModelConfig, build_model, load_checkpoint
 from tests.test_class_sets import SIX, _file_bytes, _run_cli, write_images_dataset
 from training import evaluate, import_model
 
@@ -66,6 +67,21 @@ def test_a_training_checkpoint_holding_the_state_dict_under_model_imports(datase
     assert (out / "checkpoint.pt").is_file()
 
 
+def test_a_torchvision_reference_script_checkpoint_with_argparse_args_imports(dataset, tmp_path):
+    """torchvision's references/classification/train.py saves model, optimizer, lr_scheduler, epoch
+    and its argparse.Namespace; weights_only=True refuses a Namespace unless it is allowed."""
+    state = small_state(seed=4)
+    model = build_model(ModelConfig(arch="vgg_small", fc="6", input_size=32, pretrained=False, classes=list(SIX)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
+    args = argparse.Namespace(model="vgg_small", lr=0.1, epochs=90, data_path="/data/fi", amp=False, weights=None)
+    weights = tmp_path / "model_89.pth"
+    torch.save({"model": state, "optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(),
+                "epoch": 89, "args": args}, weights)
+    loaded, _, _ = load_checkpoint(run_import(base_args(weights, dataset, tmp_path / "run")) / "checkpoint.pt")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+
+
 def test_safetensors_weights_import(dataset, tmp_path):
     safetensors = pytest.importorskip("safetensors.torch")
     state = small_state(seed=3)
@@ -105,6 +121,8 @@ def test_a_pickled_model_object_is_refused_by_weights_only(dataset, tmp_path, ca
                weights)
     err = _run_cli("training.import_model", base_args(weights, dataset, tmp_path / "run"), capsys, monkeypatch)
     assert err.count("\n") == 1 and "weights_only=True" in err and "state_dict()" in err
+    assert "\x1b" not in err  # torch's message has ANSI bold codes
+    assert "it pickles emotion_core." in err or "it pickles torchvision." in err  # names what was refused
 
 
 def test_an_existing_run_is_kept_unless_overwrite(dataset, tmp_path, capsys, monkeypatch):
@@ -119,6 +137,39 @@ def test_an_existing_run_is_kept_unless_overwrite(dataset, tmp_path, capsys, mon
     assert not (out / "metrics.json").exists()  # made by the previous model
 
 
+def test_overwrite_removes_the_previous_models_training_files(dataset, tmp_path):
+    """last.pt, history.csv and the evaluation were made by the previous model: a later
+    `training.train --resume` would continue that model, and the dashboard would show its results."""
+    weights = tmp_path / "trained.pth"
+    torch.save(small_state(seed=1), weights)
+    out = tmp_path / "run"
+    out.mkdir()
+    previous = ("last.pt", "history.csv", "metrics.json", "predictions.parquet", "cams.npy", "embeddings.npy")
+    for name in previous:
+        (out / name).write_bytes(b"previous model")
+    (out / "cache").mkdir()
+    (out / "cache" / "overlay.png").write_bytes(b"previous model")
+    run_import(base_args(weights, dataset, out) + ["--overwrite"])
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "run.json"]
+
+
+def test_a_folder_with_only_last_pt_is_a_run_kept_unless_overwrite(dataset, tmp_path, capsys, monkeypatch):
+    weights = tmp_path / "trained.pth"
+    torch.save(small_state(), weights)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"an interrupted training run")
+    err = _run_cli("training.import_model", base_args(weights, dataset, tmp_path / "run"), capsys, monkeypatch)
+    assert "already holds a run (last.pt)" in err
+
+
+def test_out_naming_an_existing_file_is_one_line(dataset, tmp_path, capsys, monkeypatch):
+    weights = tmp_path / "trained.pth"
+    torch.save(small_state(), weights)
+    (tmp_path / "afile").write_text("x")
+    err = _run_cli("training.import_model", base_args(weights, dataset, tmp_path / "afile"), capsys, monkeypatch)
+    assert err == f"error: --out {tmp_path / 'afile'} is a file, not a folder; choose a run dir\n"
+
+
 @pytest.fixture(scope="module")
 def resnet50_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     """A torchvision ResNet-50 fine-tuned elsewhere for the six classes, saved from DistributedDataParallel."""
@@ -131,12 +182,11 @@ def resnet50_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     return weights, state
 
 
-@pytest.mark.skipif("resnet50" not in ARCHITECTURES, reason="this EmoLens has no resnet50 yet")
 def test_a_torchvision_resnet50_state_dict_imports_and_evaluates_with_grad_cam(dataset, tmp_path, resnet50_weights):
     weights, state = resnet50_weights
     out = run_import(base_args(weights, dataset, tmp_path / "run", arch="resnet50"))
     model, config, _ = load_checkpoint(out / "checkpoint.pt")
-    assert config.arch == "resnet50" and getattr(config, "head", "linear") == "linear"
+    assert config.arch == "resnet50" and config.head == "linear"
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     metrics = evaluate.main(evaluate.get_args_parser().parse_args(
         ["--run", str(out), "--dataset", str(dataset), "--workers", "0", "--device", "cpu", "--no-attributes"]))
@@ -144,7 +194,6 @@ def test_a_torchvision_resnet50_state_dict_imports_and_evaluates_with_grad_cam(d
     assert np.load(out / "cams.npy").shape == (2 * len(SIX), 2, 1, 1)  # layer4's grid at 32 px
 
 
-@pytest.mark.skipif("head" not in ModelConfig.__dataclass_fields__, reason="this EmoLens has one head only")
 def test_the_wrong_head_is_one_line_that_names_the_other(dataset, tmp_path, resnet50_weights, capsys, monkeypatch):
     argv = base_args(resnet50_weights[0], dataset, tmp_path / "run", arch="resnet50") + ["--head", "paper"]
     err = _run_cli("training.import_model", argv, capsys, monkeypatch)

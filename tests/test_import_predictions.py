@@ -1,5 +1,7 @@
 """training.import_predictions: another framework's outputs become a run dir of the evaluated-run contract."""
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -143,26 +145,56 @@ def test_renormalise_fixes_rows_that_do_not_sum_to_one(dataset, manifest, tmp_pa
 
 def test_unknown_class_names_are_counted_and_refused_or_skipped(dataset, manifest, tmp_path, capsys, monkeypatch):
     labels = pd.DataFrame({"image_id": manifest["image_id"], "pred": [NAMES[i % 6] for i in range(len(manifest))]})
-    labels.loc[[0, 5], "pred"] = ["amusement", "neutral"]
+    labels.loc[[0, 5, 7], "pred"] = ["amusement", "neutral", " neutral"]
     err = refused(dataset, labels, tmp_path, capsys, monkeypatch)
-    assert "2 rows naming an unknown class (e.g. " in err
+    assert "3 rows with a class not in the dataset: 'neutral' (2), 'amusement' (1)" in err  # values, not image keys
     out = run(dataset, labels, tmp_path, "--on-bad", "skip")
-    assert len(by_id(out)) == len(manifest) - 2
+    assert len(by_id(out)) == len(manifest) - 3
+    assert "skipped: 3 rows with a class not in the dataset: 'neutral' (2), 'amusement' (1)" in capsys.readouterr().out
 
 
-def test_a_probability_column_of_an_unknown_class_is_refused_or_ignored(dataset, manifest, tmp_path, capsys,
-                                                                        monkeypatch):
-    frame = probability_file(manifest).assign(p_neutral=0.0)
-    err = refused(dataset, frame, tmp_path, capsys, monkeypatch)
-    assert "'p_neutral' is the probability of no class of the dataset" in err
-    assert len(by_id(run(dataset, frame, tmp_path, "--on-bad", "skip"))) == len(manifest)
+def test_p_columns_that_are_no_class_are_ignored_with_a_note(dataset, manifest, tmp_path, capsys):
+    frame = probability_file(manifest)
+    frame["p_max"] = frame[P_COLUMNS].max(axis=1)
+    frame["p_entropy"] = 1.3
+    out = run(dataset, frame, tmp_path)  # on-bad refuse: still imported
+    assert len(by_id(out)) == len(manifest)
+    assert "note: 2 p_ column(s) that are no class of the dataset ignored: p_max, p_entropy" in capsys.readouterr().out
+    assert "p_ columns" in import_predictions.get_args_parser().format_help()  # documented
 
 
-def test_paths_relative_to_the_dataset_or_absolute_are_keys(dataset, manifest, tmp_path):
+def test_p_columns_of_another_class_set_are_refused(dataset, manifest, tmp_path, capsys, monkeypatch):
+    frame = probability_file(manifest)
+    frame[P_COLUMNS] = frame[P_COLUMNS] * 0.8
+    frame["p_neutral"] = 0.2  # the file's model has a seventh class: rows sum to 1 only with it
+    err = refused(dataset, frame, tmp_path, capsys, monkeypatch, "--on-bad", "skip")
+    assert f"{len(frame)} rows sum to 1 only with p_neutral added" in err
+    others = pd.DataFrame({"image_id": manifest["image_id"], "p_happy": 0.5, "p_sad": 0.5})
+    err = refused(dataset, others, tmp_path, capsys, monkeypatch)
+    assert "no p_ column names a class of the dataset (p_happy, p_sad)" in err
+
+
+def path_keyed_file(manifest: pd.DataFrame, dataset: Path) -> pd.DataFrame:
+    """Paths relative to the dataset dir (as in its manifest) and, every other row, absolute."""
     frame = probability_file(manifest)
     paths = manifest.set_index("image_id").loc[frame.pop("image_id"), "path"].tolist()
     frame.insert(0, "path", [str(dataset / p) if i % 2 else p for i, p in enumerate(paths)])
-    assert len(by_id(run(dataset, frame, tmp_path))) == len(manifest)
+    return frame
+
+
+def test_paths_relative_to_the_dataset_or_absolute_are_keys(dataset, manifest, tmp_path):
+    assert len(by_id(run(dataset, path_keyed_file(manifest, dataset), tmp_path))) == len(manifest)
+
+
+def test_path_keys_match_with_a_relative_dataset_dir_from_another_working_dir(dataset, manifest, tmp_path,
+                                                                              monkeypatch):
+    path_keyed_file(manifest, dataset).to_csv(tmp_path / "preds.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(dataset, tmp_path)  # ../predictions0/dataset
+    assert not Path(relative).is_absolute() and relative.startswith("..")
+    import_predictions.main(import_predictions.get_args_parser().parse_args(
+        ["--dataset", relative, "--predictions", "preds.csv", "--out", "run"]))
+    assert len(by_id(tmp_path / "run")) == len(manifest)
 
 
 @pytest.mark.parametrize("maps", [1, 2])
@@ -198,6 +230,33 @@ def test_maps_of_the_wrong_count_are_refused_before_anything_is_written(dataset,
     np.save(tmp_path / "cams.npy", np.zeros((len(frame) - 1, 5, 5), dtype=np.float32))
     err = refused(dataset, frame, tmp_path, capsys, monkeypatch, "--cams", str(tmp_path / "cams.npy"))
     assert f"{len(frame) - 1} maps for {len(frame)} rows" in err
+
+
+def test_maps_without_pixels_are_refused_in_one_line(dataset, manifest, tmp_path, capsys, monkeypatch):
+    frame = probability_file(manifest)
+    np.save(tmp_path / "cams.npy", np.zeros((len(frame), 0, 0), dtype=np.float32))
+    err = refused(dataset, frame, tmp_path, capsys, monkeypatch, "--cams", str(tmp_path / "cams.npy"))
+    assert f"maps of shape ({len(frame)}, 0, 0) hold no pixels" in err
+
+
+def test_out_naming_an_existing_file_is_one_line(dataset, manifest, tmp_path, capsys, monkeypatch):
+    probability_file(manifest).to_csv(tmp_path / "preds.csv", index=False)
+    (tmp_path / "afile").write_text("x")
+    err = _run_cli("training.import_predictions", ["--dataset", str(dataset), "--predictions",
+                                                   str(tmp_path / "preds.csv"), "--out", str(tmp_path / "afile")],
+                   capsys, monkeypatch)
+    assert err == f"error: --out {tmp_path / 'afile'} is a file, not a folder; choose a run dir\n"
+
+
+def test_only_a_run_json_saying_imported_predictions_makes_the_badge(dataset, manifest, tmp_path):
+    imported = run(dataset, probability_file(manifest), tmp_path)
+    deleted = tmp_path / "checkpoint-deleted"  # an evaluated model run whose checkpoint.pt was removed
+    shutil.copytree(imported, deleted)
+    (deleted / "run.json").write_text(json.dumps({"model": {"arch": "vgg19"}}))
+    by_name = {r.name: r for r in list_runs(tmp_path)}
+    assert by_name["run"].imported and by_name["run"].complete and not by_name["run"].has_model
+    assert not by_name["checkpoint-deleted"].imported and not by_name["checkpoint-deleted"].has_model
+    assert not by_name["checkpoint-deleted"].complete  # listed as incomplete: not shown as a run to analyse
 
 
 def test_an_existing_run_is_not_replaced_without_overwrite(dataset, manifest, tmp_path, capsys, monkeypatch):

@@ -363,3 +363,40 @@ def test_resume_restores_the_cuda_rng_state():
              "train_state": {"stage": 0, "stage_epoch": 1, "global_epoch": 1}}
     _restore(saved, model, device)
     assert torch.equal(torch.cuda.get_rng_state(device), wanted)
+
+
+@pytest.mark.parametrize("wrapped", ["bare", "ddp"])
+def test_frozen_batch_norms_keep_their_running_stats_while_the_head_trains(tiny_dataset, tmp_path, wrapped):
+    """A head or partial stage leaves frozen batch norms as they were: their running statistics
+    would otherwise drift in train mode. Under DDP the model is runner.module."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from training.distributed import DistInfo
+    from training.train import _train_steps
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="vgg_small", fc="8", input_size=32, pretrained=False, batch_norm=True))
+    stages = paper_schedule(model, epochs=1)  # head, conv4_1 (features.12-13 + head), ...
+    batch = (torch.randn(4, 3, 32, 32) * 3 + 1, torch.tensor([0, 3, 5, 7]), None, torch.ones(4))
+    config = small_config(tiny_dataset, tmp_path)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
+    if wrapped == "ddp":
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        for stage, trained_norms in ((stages[0], set()), (stages[1], {"features.13"})):
+            optimizer = _optimizer_for(model, stage)
+            runner = DistributedDataParallel(model) if wrapped == "ddp" else model
+            norms = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+            before = {n: {k: b.clone() for k, b in m.named_buffers()} for n, m in norms.items()}
+            head_before = model.classifier[1].weight.detach().clone()
+            _train_steps(runner, [batch], optimizer, loss_fn, config, torch.device("cpu"), DistInfo(), stage.name)
+            assert not torch.equal(model.classifier[1].weight, head_before)  # the head did train
+            assert model.classifier.training  # dropout stays on
+            drifted = {n for n, m in norms.items()
+                       if not all(torch.equal(b, before[n][k]) for k, b in m.named_buffers())}
+            assert drifted == trained_norms, stage.name
+            assert {n for n, m in norms.items() if m.training} == trained_norms
+    finally:
+        if wrapped == "ddp":
+            dist.destroy_process_group()

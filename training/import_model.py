@@ -12,6 +12,7 @@ shape is checked before anything is written. Writes checkpoint.pt and run.json.
 from __future__ import annotations
 
 import argparse
+import shutil
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,12 @@ from emotion_core.import_weights import WeightsError, file_sha256, load_weights,
 from emotion_core.model import ARCHITECTURES, save_checkpoint
 from training.cli import run_main
 
-RUN_FILES = ("checkpoint.pt", "metrics.json")  # either one: the folder already holds a run
+RUN_FILES = ("checkpoint.pt", "last.pt", "metrics.json")  # any one: the folder already holds a run
+# What the previous run in --out made, removed on --overwrite: metrics.json first, so that a
+# half-replaced run never looks evaluated; last.pt, or a later `training.train --resume` would
+# continue the previous model, not this one.
+PREVIOUS_RUN_FILES = ("metrics.json", "predictions.parquet", "cams.npy", "attributes.parquet", "embeddings.npy",
+                      "history.csv", "last.pt")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -45,8 +51,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "in its order")
     parser.add_argument("--out", required=True, help="run dir to create (checkpoint.pt, run.json)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a run already in --out (its evaluation files are removed: they were "
-                             "made by another model)")
+                        help="replace a run already in --out (its evaluation files, history.csv and last.pt "
+                             "are removed: they were made by another model)")
     return parser
 
 
@@ -58,7 +64,7 @@ def main(args: argparse.Namespace) -> Path:
     model = load_weights(args.weights, config, classes)
     source = {"kind": "imported model", "weights": str(Path(args.weights).resolve()),
               "weights_sha256": file_sha256(args.weights)}
-    remove_evaluation(out)
+    remove_previous_run(out)
     save_checkpoint(out / "checkpoint.pt", model, config, classes, source=source)
     write_json(out / "run.json", {"source": "imported model", **source, "model": asdict(config),
                                   "classes": classes.to_dict(), "dataset": str(Path(args.dataset).resolve()),
@@ -69,16 +75,18 @@ def main(args: argparse.Namespace) -> Path:
 
 
 def refuse_existing_run(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise WeightsError(f"--out {out} is a file, not a folder; choose a run dir")
     existing = [name for name in RUN_FILES if (out / name).exists()]
     if existing and not overwrite:
         raise WeightsError(f"{out} already holds a run ({existing[0]}); choose another --out or pass --overwrite")
 
 
-def remove_evaluation(out: Path) -> None:
-    """The previous run's evaluation, metrics.json first: a half-replaced run never looks complete."""
-    for name in ("metrics.json", "predictions.parquet", "cams.npy", "attributes.parquet", "embeddings.npy",
-                 "history.csv"):
+def remove_previous_run(out: Path) -> None:
+    """The previous run's files (PREVIOUS_RUN_FILES, in that order) and its cached overlays."""
+    for name in PREVIOUS_RUN_FILES:
         (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "cache", ignore_errors=True)
 
 
 if __name__ == "__main__":

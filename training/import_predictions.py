@@ -8,6 +8,9 @@ preds.csv: an image key (image_id, else path: relative to the dataset dir or abs
 one probability column per class (p_<class>, the class ids or their display names) or a predicted
 label column (pred / prediction / predicted / pred_label: class ids or display names; pred_idx:
 indices in the dataset's class order). The true labels and splits come from the dataset.
+Other p_ columns (p_max, p_entropy, ...) are ignored with a note, unless they look like the
+probabilities of another class set: then the file is refused (no p_ column names a class of the
+dataset, or rows sum to 1 only with those columns added).
 --cams: Grad-CAM maps, (N, h, w) for the predicted class or (N, 2, h, w) for the predicted and the
 true class; --embeddings: (N, d); row i of each for row i of the predictions file.
 Bad rows (no such image, duplicate key, probabilities not summing to 1, unknown class) are counted
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from emotion_core.import_run import ON_BAD, PROBLEMS, SUM_TOLERANCE, import_predictions, rows_text
+from emotion_core.import_run import ON_BAD, PROBLEMS, SUM_TOLERANCE, import_predictions, problem_text
 from emotion_core.runs import load_metrics
 from training.cli import run_main
 
@@ -28,7 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                                                          "true labels, votes and splits")
     parser.add_argument("--predictions", required=True,
                         help="CSV, TSV or Parquet: image_id or path, and p_<class> columns (or class-named columns) "
-                             "or a predicted label column")
+                             "or a predicted label column. Other p_ columns (p_max, ...) are ignored with a note; "
+                             "the file is refused when they look like another class set's probabilities (no p_ "
+                             "column names a class of the dataset, or rows sum to 1 only with them added)")
     parser.add_argument("--out", required=True, help="run dir to create (predictions.parquet, metrics.json, ...)")
     parser.add_argument("--cams", default=None,
                         help=".npy of Grad-CAM maps, one per predictions row: (N, h, w) predicted class, or "
@@ -39,7 +44,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"divide probabilities by their sum where it is not 1 (±{SUM_TOLERANCE:g}) instead of "
                              "calling those rows bad")
     parser.add_argument("--on-bad", choices=ON_BAD, default="refuse",
-                        help="rows that " + ", ".join(PROBLEMS.values()) + ": refuse the file (default; nothing "
+                        help="rows " + ", ".join(PROBLEMS.values()) + ": refuse the file (default; nothing "
                              "is written) or skip those rows")
     parser.add_argument("--attributes", action="store_true",
                         help="also compute the automatic image attributes (monochrome, warm, faces, ...) from "
@@ -56,7 +61,7 @@ def main(args: argparse.Namespace) -> dict:
     print(f"imported {report['rows_imported']} of {report['rows_in_file']} rows (matched by {report['key']}) "
           f"into {args.out}")
     for name, problem in report["problems"].items():
-        print(f"skipped: {rows_text(problem['rows'])} {PROBLEMS[name]} (e.g. {', '.join(problem['examples'])})")
+        print(f"skipped: {problem_text(name, problem)}")
     for note in report["notes"]:
         print(f"note: {note}")
     for split, values in load_metrics(args.out)["splits"].items():

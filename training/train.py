@@ -355,12 +355,28 @@ def _train_epoch(runner, loader, optimizer, loss_fn, config, device, info, desc)
     return loss_sum / max(seen, 1), correct / max(seen, 1), int(seen)
 
 
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def _freeze_frozen_batchnorm(runner: nn.Module) -> None:
+    """Batch norms whose parameters are all frozen back to eval mode (as timm and detectron do):
+    in train mode their running statistics would drift with every batch of a head-only or
+    partial stage, though the stage means to keep that part of the network as it is.
+    runner.modules() reaches through DistributedDataParallel's .module and torch.compile's
+    ._orig_mod. A batch norm without parameters (affine=False) follows its model's mode."""
+    for module in runner.modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, BATCHNORMS) and params and not any(p.requires_grad for p in params):
+            module.eval()
+
+
 def _train_steps(runner, loader, optimizer, loss_fn, config, device, info, desc) -> torch.Tensor:
     """One epoch of optimizer steps; returns (loss sum, correct, images) on `device`.
 
     Nothing here reads a value back from the device (no .item(), no .cpu()): each read
     would make the CPU wait for the GPU every step instead of queueing the next one."""
     runner.train()
+    _freeze_frozen_batchnorm(runner)
     sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
     bar = tqdm(loader, desc=desc, unit="batch", disable=not info.is_main, leave=False)
     started, queued = time.perf_counter(), 0
