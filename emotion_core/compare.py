@@ -346,14 +346,24 @@ def flips_sentence(flips: pd.DataFrame) -> str:
             f"(net {signed(gained - lost)}): " + "; ".join(parts) + ".")
 
 
+# sort key -> (column, ascending) for the keys that sort by one column of the comparison table
+SORT_COLUMNS = {SORT_KEYS[1]: ("confidence_b", False), SORT_KEYS[2]: ("confidence_a", False),
+                SORT_KEYS[3]: ("agreement", True)}
+
+
+def sort_keys(rows: pd.DataFrame) -> tuple[str, ...]:
+    """The SORT_KEYS these rows can be sorted by: the confidence keys only when both runs have a
+    confidence column (align keeps a per-run column only when both runs have it)."""
+    return tuple(key for key in SORT_KEYS if key not in SORT_COLUMNS or SORT_COLUMNS[key][0] in rows)
+
+
 def sort_rows(rows: pd.DataFrame, key: str = SORT_KEYS[0]) -> pd.DataFrame:
     """Gallery order: flips first (only B right, only A right, both wrong, both right), a run's
     confidence, or the annotators' agreement; then image id."""
-    if key not in SORT_KEYS:
-        raise ValueError(f"unknown sort {key!r}; valid: {', '.join(SORT_KEYS)}")
+    if key not in sort_keys(rows):
+        raise ValueError(f"cannot sort by {key!r} here; valid: {', '.join(sort_keys(rows))}")
     if key == SORT_KEYS[0]:
         order = rows["bucket"].map({ONLY_B: 0, ONLY_A: 1, BOTH_WRONG: 2, BOTH_RIGHT: 3})
         return rows.assign(_order=order).sort_values(["_order", "image_id"], kind="stable").drop(columns="_order")
-    column, ascending = {SORT_KEYS[1]: ("confidence_b", False), SORT_KEYS[2]: ("confidence_a", False),
-                         SORT_KEYS[3]: ("agreement", True)}[key]
+    column, ascending = SORT_COLUMNS[key]
     return rows.sort_values([column, "image_id"], ascending=[ascending, True], na_position="last", kind="stable")

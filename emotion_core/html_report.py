@@ -277,9 +277,17 @@ def read_run(run_dir: str | os.PathLike, split: str | None = None) -> RunData:
     split = split or ("test" if "test" in splits else splits[0])
     if split not in splits:
         raise ValueError(f"run {path.name} has no evaluated split {split!r}; it has: {', '.join(splits)}")
-    predictions = load_predictions(path)
-    in_split = predictions["split"] == split
-    return RunData(path, metrics, run_classes(path), split, predictions[in_split] if in_split.any() else predictions)
+    return RunData(path, metrics, run_classes(path), split, split_rows(load_predictions(path), path, split))
+
+
+def split_rows(predictions: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
+    """The split's prediction rows; a one-line ValueError when there are none (reporting every split
+    under the split's name would mislabel the numbers)."""
+    present = sorted(predictions["split"].dropna().astype(str).unique()) if "split" in predictions else []
+    if split not in present:
+        raise ValueError(f"run {path.name} has no predictions on split {split!r}; it has: "
+                         f"{', '.join(present) if present else 'none (predictions.parquet has no split column)'}")
+    return predictions[predictions["split"] == split]
 
 
 def build_report(run_dir: str | os.PathLike, *, split: str | None = None, compare: str | os.PathLike | None = None,
@@ -463,6 +471,9 @@ def _comparison(a: RunData, b: RunData) -> list[Block]:
         blocks.append(Paragraph(comparison.note))
     metrics = compare.metric_table(comparison)
     blocks.append(Table(format_table(metrics, compare.METRIC_COLUMNS), "Both runs on the images both evaluated"))
+    blocks.append(Table(format_table(compare.class_table(comparison), compare.PER_CLASS_COLUMNS),
+                        "Per true class: recall is the class's accuracy; exact McNemar test on the class's images, "
+                        "q-values by Benjamini-Hochberg across the classes"))
     correct_a, correct_b = comparison.table["correct_a"], comparison.table["correct_b"]
     difference, test = compare.accuracy_difference(correct_a, correct_b), compare.mcnemar(correct_a, correct_b)
     interval = ("" if np.isnan(difference["low"]) else

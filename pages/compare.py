@@ -48,6 +48,13 @@ st.markdown(f"**Exact McNemar test:** {test['only_a']:,} images only A got right
 if test["note"]:
     st.caption(test["note"][0].upper() + test["note"][1:])
 
+report_args = (run_a.path, run_b.path, split, ui.tag_store_url(), ui.dataset_key(run_a))
+st.download_button("Download the comparison report (HTML)", lambda: cg.comparison_report(*report_args),
+                   file_name=f"emolens_{run_a.name}_vs_{run_b.name}_{split}.html", mime="text/html",
+                   icon=":material/download:",
+                   help="Run A's whole report and how run B differs (metrics, per-class McNemar with q-values, "
+                        "flips, difference matrix) in one self-contained file: opens offline, prints to PDF")
+
 metrics_tab, classes_tab, flips_tab = st.tabs(["Metrics", "Per class", "Flips by vote agreement"])
 with metrics_tab:
     st.caption("Recomputed on the images both runs evaluated; emotion-aware metrics where the class set has them.")

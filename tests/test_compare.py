@@ -328,3 +328,27 @@ def test_identical_runs_say_there_are_no_discordant_pairs(two_runs):
     assert not at.exception and not at.error
     assert any("no discordant pairs" in c.value.lower() for c in at.caption)
     assert any(i.value.startswith("Run A and run B are the same run") for i in at.info)
+
+
+# ---- a run without confidences, one-hot vote shares (review of issue 12) ----------------------------
+
+def test_a_run_without_confidence_drops_the_confidence_sorts():
+    a, b = constructed_pair()
+    comparison = compare.align(a, b.drop(columns="confidence"), classes=MIKELS8, split="test")
+    rows = comparison.table
+    assert "confidence_a" not in rows and "confidence_b" not in rows  # align keeps only what both have
+    assert compare.sort_keys(rows) == (compare.SORT_KEYS[0], compare.SORT_KEYS[3])
+    assert compare.sort_rows(rows, compare.SORT_KEYS[3])["agreement"].is_monotonic_increasing
+    with pytest.raises(ValueError, match="cannot sort by \"B's confidence"):
+        compare.sort_rows(rows, compare.SORT_KEYS[1])
+    assert compare.sort_keys(compare.align(a, b, classes=MIKELS8, split="test").table) == compare.SORT_KEYS
+
+
+def test_a_card_without_confidence_and_with_one_hot_shares():
+    from pages.shared.compare_gallery import card_text
+
+    a, b = constructed_pair()
+    row = compare.align(a, b.drop(columns="confidence"), classes=MIKELS8, split="test").table.iloc[0].to_dict()
+    row.update({f"votes_{name}": float(name == row["label"]) for name in NAMES})  # Emotion6: all probability on one class
+    text = card_text(row, [], MIKELS8, shares=True)
+    assert "A: Amusement — ✓" in text and "votes 100% for Amusement" in text and "1 of 1" not in text

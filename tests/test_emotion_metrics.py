@@ -110,6 +110,19 @@ def test_expected_calibration_error_against_a_direct_computation():
     assert table["accuracy"].iloc[0] == pytest.approx(correct[first].mean())
 
 
+def test_confidences_on_the_bin_edges():
+    """Bins are (lower, upper], the first also holding 0: 0 and exactly 1/15 fall in the first bin, 1.0
+    in the last; nothing falls off either end."""
+    confidence, correct = np.array([0.0, 1 / 15, 1.0]), np.array([False, True, True])
+    table = em.reliability_table(confidence, correct)
+    assert table["images"].tolist() == [2, 1]
+    assert table["lower"].tolist() == pytest.approx([0, 14 / 15]) and table["upper"].tolist() == pytest.approx([1 / 15, 1])
+    assert table["accuracy"].tolist() == [0.5, 1.0]
+    assert table["mean_confidence"].tolist() == pytest.approx([1 / 30, 1.0])
+    # first bin: 2 of 3 images, |0.5 - 1/30|; last bin: |1 - 1| = 0
+    assert em.expected_calibration_error(confidence, correct) == pytest.approx(2 / 3 * (0.5 - 1 / 30), abs=1e-12)
+
+
 def test_calibration_and_agreement_go_into_the_split_metrics():
     frame = predictions_from(hand_matrix(), seed=5)
     frame.loc[:9, ["agree", "disagree"]] = np.nan  # ten images without votes

@@ -68,6 +68,18 @@ def test_compare_adds_the_difference(demo_env, tmp_path):
     assert "Comparison: A = a, B = b" in markdown
     assert "5 only B" in markdown and "0 images only A got right" in markdown
     assert "+5" in page  # the difference matrix gains on the diagonal
+    # the per-class McNemar table with its Benjamini-Hochberg q-values, as the Compare page shows it
+    from emotion_core.compare import PER_CLASS_COLUMNS, align, class_table
+    from emotion_core.report import format_table
+    from emotion_core.labels import run_classes
+    from emotion_core.runs import load_predictions
+
+    comparison = align(load_predictions(a), load_predictions(b), classes=run_classes(a), split="test")
+    per_class = format_table(class_table(comparison), PER_CLASS_COLUMNS)
+    assert "| " + " | ".join(per_class.columns) + " |" in markdown
+    for row in per_class.itertuples(index=False):
+        assert "| " + " | ".join(row) + " |" in markdown, row
+    assert "q-value (Benjamini-Hochberg)" in page and (class_table(comparison)["only_b"] > 0).any()
 
 
 def test_bad_input_is_one_clear_line(tmp_path):
@@ -75,12 +87,32 @@ def test_bad_input_is_one_clear_line(tmp_path):
         build_report(tmp_path)
 
 
-def test_the_files_are_written_atomically_and_escaped(tmp_path):
+def test_the_files_are_escaped_and_leave_no_temporary_file(tmp_path):
     report = Report("a <b> & c", [Table(pd.DataFrame({"Name": ["<script>x</script>"], "Value": ["1"]}))])
     html_path, markdown_path = write_report(report, tmp_path / "r.html")
     text = html_path.read_text()
     assert "<script>x" not in text and "&lt;script&gt;" in text
     assert markdown_path == tmp_path / "r.md" and "| <script>x</script> | 1 |" in markdown_path.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.md"]
+
+
+def test_a_failed_write_keeps_the_previous_report_whole(tmp_path, monkeypatch):
+    """Atomic: a write that fails half-way (a full disk) leaves the previous report as it was and no
+    stray temporary file; writing in place would leave half a report."""
+    html_path, markdown_path = write_report(Report("old", [Table(pd.DataFrame({"Name": ["before"]}))]),
+                                            tmp_path / "r.html")
+    before = html_path.read_text(), markdown_path.read_text()
+
+    def half_then_disk_full(path: Path, data: bytes) -> int:
+        with open(path, "wb") as file:
+            file.write(data[: len(data) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(Report("new", [Table(pd.DataFrame({"Name": ["after"]}))]), tmp_path / "r.html")
+    monkeypatch.undo()
+    assert (html_path.read_text(), markdown_path.read_text()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.md"]
 
 
@@ -124,3 +156,28 @@ def test_the_overview_offers_the_report(demo_env):
     assert not at.error, [e.value for e in at.error]
     labels = [button.proto.label for button in at.get("download_button")]
     assert "Download the report (HTML)" in labels and "Download the report (Markdown)" in labels
+
+
+def copy_demo_run(demo_env, tmp_path, name: str = "demo") -> Path:
+    run = tmp_path / "workspace" / "runs" / name
+    shutil.copytree(demo_env / "runs" / "demo", run, ignore=shutil.ignore_patterns("cache"))
+    return run
+
+
+@pytest.mark.parametrize("damage", ["split_missing", "no_split_column"])
+def test_a_run_without_the_splits_predictions_is_one_line_and_exit_2(demo_env, tmp_path, capsys, damage):
+    run = copy_demo_run(demo_env, tmp_path)
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    if damage == "split_missing":  # metrics.json names a test split the predictions no longer hold
+        predictions = predictions[predictions["split"] != "test"]
+        expected = "has no predictions on split 'test'; it has: "
+    else:
+        predictions = predictions.drop(columns="split")
+        expected = "has no predictions on split 'test'; it has: none"
+    predictions.to_parquet(run / "predictions.parquet")
+    args = report_cli.get_args_parser().parse_args(["--run", str(run), "--out", str(tmp_path / "r.html"), "--no-tags"])
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli.run_main(report_cli.main, args)
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1 and expected in error, error
+    assert not (tmp_path / "r.html").exists()

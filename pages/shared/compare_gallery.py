@@ -77,15 +77,11 @@ def split_picker(run_a: RunInfo, run_b: RunInfo) -> str:
     return st.session_state[SPLIT]
 
 
-def _key(run: RunInfo) -> tuple[str, float]:
-    return str(run.path), ui._mtime(run.path / runs.PREDICTIONS_FILE)
-
-
 @st.cache_resource(show_spinner="Comparing the runs…", max_entries=4)
 def _comparison(key_a: tuple[str, float], key_b: tuple[str, float], split: str) -> Comparison:
     # ui's cached split tables: the pages share one copy of each run's predictions
-    table_a, table_b = (ui._split_predictions(*key, split) for key in (key_a, key_b))
-    return compare.align(table_a, table_b, classes=ui._classes_of(key_a[0]), split=split)
+    table_a, table_b = (ui.split_predictions(*key, split) for key in (key_a, key_b))
+    return compare.align(table_a, table_b, classes=ui.classes_of_path(key_a[0]), split=split)
 
 
 @st.cache_resource(show_spinner="Testing the difference…", max_entries=4)
@@ -110,8 +106,28 @@ def comparison(run_a: RunInfo, run_b: RunInfo, split: str) -> tuple[Comparison, 
         if not (run.path / runs.PREDICTIONS_FILE).exists():
             raise FileNotFoundError(f"Run {run.name} has no {runs.PREDICTIONS_FILE} any more (deleted or moved "
                                     "while the page was open?): pick another run.")
-    key_a, key_b = _key(run_a), _key(run_b)
+    key_a, key_b = ui.predictions_version(run_a), ui.predictions_version(run_b)
     return _comparison(key_a, key_b, split), _statistics(key_a, key_b, split)
+
+
+def comparison_report(run_a_path, run_b_path, split: str, tag_url: str, dataset: str) -> str:
+    """The shareable HTML report of run A with its comparison to run B (emotion_core.html_report), as
+    pages/overview.py makes a run's: Streamlit calls this in another thread when the button is clicked, so
+    no st.* here; should it fail, a one-line note instead of a broken download (traceback to the log)."""
+    import logging
+
+    from emotion_core.html_report import build_report
+    from emotion_core.tags import TagStore, TagStoreError
+
+    try:
+        try:
+            tags = TagStore(tag_url).tags_of(dataset)
+        except TagStoreError:
+            tags = None  # the report then counts the automatic attributes only
+        return build_report(run_a_path, split=split, compare=run_b_path, tags=tags).to_html()
+    except Exception as err:  # noqa: BLE001 - a download, not a page: say what went wrong in the file
+        logging.getLogger("emolens").exception("comparison report failed")
+        return f"The EmoLens comparison report could not be made: {type(err).__name__}: {err}\n"
 
 
 def ensure_choice(classes) -> None:
@@ -162,12 +178,15 @@ def chosen_rows(comparison: Comparison) -> tuple[pd.DataFrame, str]:
 @frame.fragment
 def compare_gallery(run_a: RunInfo, run_b: RunInfo, rows: pd.DataFrame, choice: tuple) -> None:
     """Vote filter and sort, the Grad-CAM and tagging toggles, one page of cards, the tagging bar."""
-    classes = ui.classes(run_a)
+    classes, shares = ui.classes(run_a), ui.vote_shares(run_a)
     store, dataset = ui.tag_store(), ui.dataset_key(run_a)
     tag_table = store.tags_of(dataset) if store else pd.DataFrame(columns=["image_id", "tag"])
     with st.expander("Filter and sort", expanded=False):
         votes = gallery.vote_filter(rows)
-        sort = st.selectbox("Sort by", compare.SORT_KEYS, key="compare_sort")
+        keys = compare.sort_keys(rows)
+        if st.session_state.get("compare_sort") not in (None, *keys):  # a confidence sort kept from runs that had one
+            st.session_state.pop("compare_sort")
+        sort = st.selectbox("Sort by", keys, key="compare_sort")
     sides = (("A", run_a), ("B", run_b))
     with_maps = [side for side, r in sides if ui.has_cams(r) and f"cam_index_{side.lower()}" in rows]
     with st.container(horizontal=True, gap="medium"):
@@ -198,7 +217,7 @@ def compare_gallery(run_a: RunInfo, run_b: RunInfo, rows: pd.DataFrame, choice: 
     for n, (row, picture) in enumerate(zip(cards, pictures)):
         with cells[n % COLUMNS].container(border=True):
             ui.show_jpeg(picture)
-            st.markdown(card_text(row, tags.get(row["image_id"], []), classes))
+            st.markdown(card_text(row, tags.get(row["image_id"], []), classes, shares))
             if tagging and store is not None:
                 st.checkbox("select", key=gallery.select_key(row["image_id"]))
 
@@ -232,12 +251,14 @@ def card_pictures(run_a: RunInfo, run_b: RunInfo, cards: list[dict], with_maps: 
         return list(pool.map(picture, cards))
 
 
-def card_text(row: dict, image_tags: list[str], classes) -> str:
-    """'**img000123** · true Anger', each run's prediction and confidence (✓ / ✗), the votes with their
-    badge, and in small grey type the tags and the dataset's attributes."""
+def card_text(row: dict, image_tags: list[str], classes, shares: bool | None = None) -> str:
+    """'**img000123** · true Anger', each run's prediction and confidence (✓ / ✗; '—' when the runs do not
+    both have confidences), the votes with their badge (shares: ui.vote_shares of run A, whose table holds
+    the votes), and in small grey type the tags and the dataset's attributes."""
     runs_line = "  \n".join(
         f"{side.upper()}: {gallery.escape_markdown(classes.display_name(row[f'pred_{side}']))} "
-        f"{row[f'confidence_{side}']:.0%} {'✓' if row[f'correct_{side}'] else '✗'}" for side in ("a", "b"))
+        f"{confidence_text(row.get(f'confidence_{side}'))} {'✓' if row[f'correct_{side}'] else '✗'}"
+        for side in ("a", "b"))
     details = [f"🏷 {', '.join(image_tags)}" if image_tags else "🏷 no tags"]
     dataset_attributes = describe(row)
     if dataset_attributes:
@@ -246,4 +267,9 @@ def card_text(row: dict, image_tags: list[str], classes) -> str:
         details.insert(0, f"cell: {row['change']}")
     small = "  \n".join(f":gray[:small[{gallery.escape_markdown(line)}]]" for line in details)
     return (f"**{row['image_id']}** · true {gallery.escape_markdown(classes.display_name(row['label']))}  \n"
-            f"{runs_line}  \n{gallery.votes_text(row, classes)}  \n{small}")
+            f"{runs_line}  \n{gallery.votes_text(row, classes, shares)}  \n{small}")
+
+
+def confidence_text(confidence) -> str:
+    """'87%', or '—' when the run has no confidence for the image."""
+    return "—" if confidence is None or pd.isna(confidence) else f"{confidence:.0%}"

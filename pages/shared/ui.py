@@ -214,6 +214,22 @@ def predictions(run: runs.RunInfo) -> pd.DataFrame:
     return _split_predictions(*_predictions_key(run)).copy(deep=False)
 
 
+def predictions_version(run: runs.RunInfo) -> tuple[str, float]:
+    """(run path, its predictions file's mtime): a cache key that changes when the run is re-evaluated."""
+    return str(run.path), _mtime(run.path / runs.PREDICTIONS_FILE)
+
+
+def split_predictions(run_path: str, mtime: float, split: str) -> pd.DataFrame:
+    """One split's predictions of the run at run_path (mtime from predictions_version), from the cache
+    the other pages share; a shallow copy, so the caller cannot change the cached table."""
+    return _split_predictions(run_path, mtime, split).copy(deep=False)
+
+
+def classes_of_path(run_path: str) -> ClassSet:
+    """The class set of the run at run_path (for cached functions keyed by path rather than RunInfo)."""
+    return _classes_of(run_path)
+
+
 def _predictions_key(run: runs.RunInfo) -> tuple[str, float, str | None]:
     return str(run.path), _mtime(run.path / runs.PREDICTIONS_FILE), st.session_state.get(SPLIT)
 
