@@ -33,15 +33,24 @@ def confusion_figure(values: np.ndarray, counts: np.ndarray, *, normalised: bool
     if hover_extras is not None:
         customdata = [[ids[i], ids[j], hover_extras[position[i]][position[j]]] for i, j in cells]
         hover += "<br>%{customdata[2]}"
+    return _clickable_cells(figure, names, ids, cells, customdata, [int(counts[i, j]) for i, j in cells],
+                            hover, selected, "#e4572e")
+
+
+def _clickable_cells(figure: go.Figure, names: list[str], ids: Sequence[str], cells: list[tuple[int, int]],
+                     customdata: list, text: list, hover: str, selected: tuple[str, str] | None,
+                     outline: str) -> go.Figure:
+    """A matrix heatmap made clickable: a transparent square marker per cell (customdata starts with
+    [true, pred]), the selected cell outlined, the true classes down and the predicted ones across."""
+    n = len(ids)
     figure.add_trace(go.Scatter(
         x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers",
         marker={"symbol": "square", "size": 44, "opacity": 0.01, "color": "black"},
-        customdata=customdata, hovertemplate=hover + "<extra></extra>",
-        text=[int(counts[i, j]) for i, j in cells], showlegend=False))
+        customdata=customdata, hovertemplate=hover + "<extra></extra>", text=text, showlegend=False))
     if selected and selected[0] in ids and selected[1] in ids:
         row, column = ids.index(selected[0]), ids.index(selected[1])
         figure.add_shape(type="rect", x0=column - 0.5, x1=column + 0.5, y0=row - 0.5, y1=row + 0.5,
-                         line={"color": "#e4572e", "width": 3})
+                         line={"color": outline, "width": 3})
     figure.update_layout(xaxis={"title": "predicted", "side": "top", "range": [-0.5, n - 0.5], "fixedrange": True},
                          yaxis={"title": "true", "autorange": False, "range": [n - 0.5, -0.5], "fixedrange": True},
                          height=520, margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event+select",
@@ -137,18 +146,6 @@ def difference_figure(difference: np.ndarray, *, selected: tuple[str, str] | Non
                                   colorscale="RdBu", zmin=-limit, zmax=limit, zmid=0, showscale=True,
                                   colorbar={"title": "B − A", "thickness": 12}, hoverinfo="skip"))
     cells = [(i, j) for i in range(n) for j in range(n)]
-    figure.add_trace(go.Scatter(
-        x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers",
-        marker={"symbol": "square", "size": 44, "opacity": 0.01, "color": "black"},
-        customdata=[[ids[i], ids[j]] for i, j in cells], text=[text[i][j] for i, j in cells],
-        hovertemplate="true %{y} → predicted %{x}<br>run B − run A: %{text} images<extra></extra>",
-        showlegend=False))
-    if selected and selected[0] in ids and selected[1] in ids:
-        row, column = ids.index(selected[0]), ids.index(selected[1])
-        figure.add_shape(type="rect", x0=column - 0.5, x1=column + 0.5, y0=row - 0.5, y1=row + 0.5,
-                         line={"color": "#222222", "width": 3})
-    figure.update_layout(xaxis={"title": "predicted", "side": "top", "range": [-0.5, n - 0.5], "fixedrange": True},
-                         yaxis={"title": "true", "autorange": False, "range": [n - 0.5, -0.5], "fixedrange": True},
-                         height=520, margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event+select",
-                         dragmode=False)
-    return figure
+    return _clickable_cells(figure, names, ids, cells, [[ids[i], ids[j]] for i, j in cells],
+                            [text[i][j] for i, j in cells],
+                            "true %{y} → predicted %{x}<br>run B − run A: %{text} images", selected, "#222222")
