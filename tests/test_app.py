@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from tests.conftest import APP
 PAGES = ["pages/overview.py", "pages/confusion.py", "pages/inspector.py", "pages/agreement.py", "pages/live.py"]
 
 

@@ -10,7 +10,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from emotion_core.labels import FI_CLASSES
-from tests.test_app import APP, PAGES
+from tests.conftest import open_page
+from tests.test_app import PAGES
 from tests.test_class_sets import SIX, six_run  # noqa: F401  (six_run: the trained+evaluated 6-class run)
 
 ALL_PAGES = PAGES + ["pages/trends.py"]
@@ -26,14 +27,6 @@ def six_env(six_run, tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def start(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
 def shown_text(at: AppTest) -> str:
     """Everything a person reads: texts, select box options, tables and the charts' labels."""
     parts = [e.value for kind in ("title", "subheader", "markdown", "caption") for e in getattr(at, kind)]
@@ -45,7 +38,7 @@ def shown_text(at: AppTest) -> str:
 
 @pytest.mark.parametrize("page", ALL_PAGES)
 def test_every_page_shows_the_runs_classes_only(six_env, page):
-    at = start(page)
+    at = open_page(page)
     if page == "pages/live.py":
         image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
         buffer = io.BytesIO()
@@ -62,13 +55,13 @@ def test_every_page_shows_the_runs_classes_only(six_env, page):
 
 @pytest.mark.parametrize("page", ["pages/confusion.py", "pages/trends.py"])
 def test_the_cell_select_boxes_list_the_six_classes_in_run_order(six_env, page):
-    at = start(page)
+    at = open_page(page)
     box = at.selectbox(key="cell_true")
     assert list(box.options) == list(SIX.display)
     assert at.selectbox(key="cell_pred").value in SIX.names
 
 
 def test_the_overview_table_names_the_six_classes(six_env):
-    at = start("pages/overview.py")
+    at = open_page("pages/overview.py")
     table = at.dataframe[0].value
     assert table["Emotion"].tolist()[:6] == list(SIX.display)

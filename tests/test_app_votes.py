@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from emotion_core.dataset import write_dataset
 from emotion_core.labels import MIKELS8
-from tests.conftest import save_noise_image
-from tests.test_app import APP
+from tests.conftest import open_page, save_noise_image
 from tests.test_class_sets import PER_SPLIT, small_config
 from training.schedule import Stage
 from training.train import train
@@ -78,14 +76,6 @@ def ldl_env(ldl_run, tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
-def start(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
 def evaluated_test_images(ldl_env) -> pd.DataFrame:
     predictions = pd.read_parquet(ldl_env / "runs" / "ldl" / "predictions.parquet")
     return predictions[predictions["split"] == "test"]
@@ -105,7 +95,7 @@ def test_the_agreement_page_reads_the_share_of_votes_for_the_label(ldl_env):
     test = evaluated_test_images(ldl_env)
     patterns = test["image_id"].map(pattern_of)
     assert set(patterns) == set(PATTERNS)  # every pattern among the test images
-    at = start("pages/agreement.py")
+    at = open_page("pages/agreement.py")
 
     groups = at.dataframe[0].value.set_index("Votes")
     for group, row_name in GROUP_ROWS.items():
@@ -146,7 +136,7 @@ def expected_bar(votes: dict[str, int], label: str) -> str:
 def test_gallery_cards_and_the_inspector_show_the_whole_vote_distribution(ldl_env):
     assert expected_bar(image_votes("awe", "plurality"), "awe") == "Amu· Ang· **Awe▅5** Con▂2 Dis▁1 Exc▁1 Fea· Sad·"
     test = evaluated_test_images(ldl_env).set_index("image_id")
-    at = start("pages/confusion.py")
+    at = open_page("pages/confusion.py")
     cards = [m.value for m in at.markdown if m.value.startswith("**")]
     assert cards
     for card in cards:
@@ -192,7 +182,7 @@ def test_a_one_hot_share_reads_as_a_share_in_the_gallery_and_the_inspector(demo_
         return predictions
 
     run_with_changed_votes(demo_env, tmp_path, monkeypatch, with_shares)
-    at = goto_cell(start("pages/confusion.py"), "anger", "sadness")
+    at = goto_cell(open_page("pages/confusion.py"), "anger", "sadness")
     cards = [m.value for m in at.markdown if m.value.startswith("**")]
     assert cards
     for card in cards:

@@ -21,7 +21,7 @@ from emotion_core.gradcam import normalise_maps
 from emotion_core.model import (ModelConfig, WeightsUnavailableError, build_model, cam_layer, load_checkpoint,
                                 read_checkpoint, save_checkpoint)
 from emotion_core.predict import Predictor
-from tests.conftest import save_noise_image
+from tests.conftest import save_noise_image, write_demo_dataset
 from training.schedule import load_schedule, paper_schedule
 from training.train import _optimizer_for
 
@@ -292,16 +292,10 @@ def test_vit_weights_fit_another_input_size(monkeypatch):
 # ---- the search: the backbone as a grid dimension ----------------------------------------
 
 def test_search_crosses_configs_with_backbones(tmp_path):
-    from emotion_core.demo_data import generate
     from training.search import cross_backbones, search
     from training.train import TrainConfig
 
-    rows = []
-    for i, item in enumerate(generate(3, size=64, seed=2, split=(0.7, 0.3, 0.0))):
-        item.image.save(tmp_path / f"{i}.png")
-        rows.append({"image_id": str(i), "path": f"{i}.png", "label": item.label, "agree": item.agree,
-                     "disagree": item.disagree, "split": item.split})
-    write_dataset(tmp_path, pd.DataFrame(rows), {})
+    write_demo_dataset(tmp_path, 3, size=64, seed=2, split=(0.7, 0.3, 0.0))
     grid = [{"fc": "8", "lr": 1e-3, "dropout": 0.5}, {"fc": "16x8", "lr": 1e-3, "dropout": 0.5},
             {"fc": "8", "lr": 1e-3, "dropout": 0.5, "arch": "vgg_small", "head": "paper"}]
     configs = cross_backbones(grid, ["resnet50", "convnext_tiny"], "linear", 8)

@@ -17,7 +17,7 @@ from emotion_core import compare
 from emotion_core.labels import MIKELS8, ClassSet
 from emotion_core.trends import benjamini_hochberg
 from emotion_core.votes import with_votes
-from tests.test_app import APP
+from tests.conftest import APP
 
 NAMES = list(MIKELS8.names)
 

@@ -17,6 +17,7 @@ from emotion_core.model import ModelConfig, build_model, read_checkpoint
 from training.distributed import DistInfo, dist_info_from_env, gather_to_main, pick_device, process_group_backend
 from training.schedule import Stage
 from training.train import TrainConfig, _dev_epoch, _dev_sums, _optimizer_for, _train_epoch, _train_steps
+from tests.conftest import write_demo_dataset
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -160,18 +161,9 @@ def test_epoch_steps_never_wait_for_the_gpu():
 
 @needs_cuda
 def test_training_on_a_gpu_end_to_end(tmp_path):
-    from emotion_core.dataset import write_dataset
-    from emotion_core.demo_data import generate
     from training.train import train
 
-    data = tmp_path / "data"
-    data.mkdir()
-    rows = []
-    for i, item in enumerate(generate(6, size=32, seed=1, split=(0.66, 0.34, 0.0))):
-        item.image.save(data / f"{i}.png")
-        rows.append({"image_id": str(i), "path": f"{i}.png", "label": item.label, "agree": item.agree,
-                     "disagree": item.disagree, "split": item.split})
-    write_dataset(data, pd.DataFrame(rows), {})
+    write_demo_dataset(tmp_path / "data", 6, size=32, seed=1, split=(0.66, 0.34, 0.0))
     config = TrainConfig(dataset=str(tmp_path / "data"), out=str(tmp_path / "run"), arch="vgg_small", input_size=32,
                          pretrained=False, batch_size=8, workers=0, device="cuda", eval_split="dev")
     result = train(config, [Stage("all", ["all"], 1e-3, 2)])

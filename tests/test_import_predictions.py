@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from emotion_core.runs import list_runs, load_embeddings, load_predictions
-from tests.test_app import APP
+from tests.conftest import open_page
 from tests.test_class_sets import SIX, _run_cli, write_images_dataset
 from training import import_predictions
 
@@ -290,14 +290,6 @@ def imported_env(request, dataset, manifest, tmp_path, monkeypatch) -> Path:
     out.rename(tmp_path / "home" / "runs" / "other-framework")
     monkeypatch.setenv("EMOLENS_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def page_text(at: AppTest) -> str:

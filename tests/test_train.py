@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from emotion_core.dataset import write_dataset
-from emotion_core.demo_data import generate
 from emotion_core.labels import EMOTIONS, MIKELS8
 from emotion_core.model import ModelConfig, build_model, read_checkpoint
+from tests.conftest import write_demo_dataset
 from training.schedule import Stage, check_schedule, load_schedule, paper_schedule, schedule_to_dicts
 from training.train import TrainConfig, _optimizer_for, train
 
@@ -21,15 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny")
-    rows = []
-    for i, item in enumerate(generate(6, size=32, seed=1, split=(0.66, 0.34, 0.0))):
-        path = out / f"{i}.png"
-        item.image.save(path)
-        rows.append({"image_id": str(i), "path": path.name, "label": item.label, "agree": item.agree,
-                     "disagree": item.disagree, "split": item.split})
-    write_dataset(out, pd.DataFrame(rows), {})
-    return out
+    return write_demo_dataset(tmp_path_factory.mktemp("tiny"), 6, size=32, seed=1, split=(0.66, 0.34, 0.0))
 
 
 def test_paper_schedule_trains_exactly_the_right_tensors():
