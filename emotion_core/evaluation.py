@@ -61,7 +61,7 @@ def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int 
             progress(bar.n / len(rows), f"evaluated {bar.n}/{len(rows)} images")
     bar.close()
     if not loaded:  # an empty shard (more processes than images)
-        table = _predictions_table(rows.iloc[:0], np.empty((0, len(predictor.classes))), np.empty(0, dtype=np.int64),
+        table = predictions_table(rows.iloc[:0], np.empty((0, len(predictor.classes))), np.empty(0, dtype=np.int64),
                                    predictor.classes)
         cams = np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
         return FrameResult(table, cams, attributes_table([], np.empty((0, len(PIXEL_COLUMNS))), cams)
@@ -70,7 +70,7 @@ def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int 
     order = np.concatenate(index)[keep]
     # the one read of the device: (N, classes) float32, (N,) int64, (N, 2, h, w) float16
     probabilities, predicted, cams = (torch.cat(parts).cpu().numpy() for parts in (probabilities, predicted, cams))
-    table = _predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep],
+    table = predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep],
                                predictor.classes)
     cams = cams[keep]
     image_attributes = None
@@ -97,7 +97,7 @@ def _evaluation_loader(predictor: Predictor, rows: pd.DataFrame, *, batch_size: 
                       prefetch_factor=PREFETCH_BATCHES if workers else None)
 
 
-def _predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted: np.ndarray,
+def predictions_table(rows: pd.DataFrame, probabilities: np.ndarray, predicted: np.ndarray,
                        classes: ClassSet) -> pd.DataFrame:
     """predictions.parquet's columns; p_<class> in the class set's order."""
     table = rows[["image_id", "path", "split", "label", "label_idx", "agree", "disagree"]].copy()
@@ -123,6 +123,19 @@ def split_counts(manifest: pd.DataFrame, classes: ClassSet = FI_CLASSES) -> dict
     """Images per class per split, for the paper-style table."""
     counts = manifest.groupby(["label", "split"]).size()
     return {e: {s: int(counts.get((e, s), 0)) for s in ("train", "dev", "test")} for e in classes.names}
+
+
+def metrics_payload(table: pd.DataFrame, splits, manifest: pd.DataFrame, classes: ClassSet,
+                    dataset_dir: str | os.PathLike, **extra: Any) -> dict:
+    """metrics.json: the dataset, the run's class set (for every page and export), each split's
+    metrics and the dataset's split counts, then the caller's own keys."""
+    return {
+        "dataset": str(Path(dataset_dir).resolve()),
+        "classes": classes.to_dict(),
+        "splits": {s: evaluation_metrics(table[table["split"] == s], classes) for s in splits},
+        "split_counts": split_counts(manifest, classes),
+        **extra,
+    }
 
 
 Gather = Callable[[Any], "list[Any] | None"]
@@ -155,14 +168,8 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
     if parts is None:
         return None
     table, cams, image_attributes = _merge(parts)
-    metrics = {
-        "dataset": str(Path(dataset_dir).resolve()),
-        "classes": classes.to_dict(),  # the run's class set, for every page and export
-        "splits": {s: evaluation_metrics(table[table["split"] == s], classes) for s in splits},
-        "split_counts": split_counts(manifest, classes),
-        "skipped_unreadable": int(len(rows) - len(table)),
-        "cam_shape": list(cams.shape[2:]),
-    }
+    metrics = metrics_payload(table, splits, manifest, classes, dataset_dir,
+                              skipped_unreadable=int(len(rows) - len(table)), cam_shape=list(cams.shape[2:]))
     if image_attributes is not None:
         write_attributes(run_dir, image_attributes)
     else:

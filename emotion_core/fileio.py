@@ -1,9 +1,12 @@
-"""Atomic file writes: write to a temporary file next to the target, then rename."""
+"""Atomic file writes (write to a temporary file next to the target, then rename), a file's sha256,
+and the first line of an error for the one-line messages users see."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +58,23 @@ def write_npy(target: str | os.PathLike, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     write_bytes(target, buffer.getvalue())
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # torch's weights_only message has bold text
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's text (at most 200 characters, terminal colours removed), or its type's name."""
+    text = ANSI_ESCAPE.sub("", str(err)).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(value: Any) -> Any:

@@ -16,7 +16,6 @@ rows sum to 1 only with those columns added (the file's model knows classes the 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -29,10 +28,9 @@ from tqdm import tqdm
 
 from emotion_core.attributes import ATTRIBUTES_FILE, compute_attributes, write_attributes
 from emotion_core.dataset import read_dataset
-from emotion_core.evaluation import _predictions_table, split_counts
-from emotion_core.fileio import write_json, write_npy, write_parquet
+from emotion_core.evaluation import metrics_payload, predictions_table
+from emotion_core.fileio import file_sha256, first_line, write_json, write_npy, write_parquet
 from emotion_core.labels import ClassSet
-from emotion_core.metrics import evaluation_metrics
 from emotion_core.runs import CAMS_FILE, EMBEDDINGS_FILE, IMPORTED_PREDICTIONS, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE
 
 SOURCE = IMPORTED_PREDICTIONS
@@ -89,7 +87,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",",
                                dtype={k: str for k in KEY_COLUMNS}, keep_default_na=False, na_values=[""])
     except Exception as err:  # a parser's error: one line
-        raise PredictionsImportError(f"{path}: not a readable table ({_first_line(err)})") from None
+        raise PredictionsImportError(f"{path}: not a readable table ({first_line(err)})") from None
     raise PredictionsImportError(f"{path}: unknown file type {suffix!r}; valid: .csv, .tsv, .parquet")
 
 
@@ -99,7 +97,7 @@ def read_array(path: str | os.PathLike, what: str) -> np.ndarray:
     except FileNotFoundError:
         raise PredictionsImportError(f"{path}: no such {what} file") from None
     except Exception as err:
-        raise PredictionsImportError(f"{path}: not a .npy array ({_first_line(err)})") from None
+        raise PredictionsImportError(f"{path}: not a .npy array ({first_line(err)})") from None
 
 
 # ---- the file's predictions ----------------------------------------------------------------
@@ -359,7 +357,7 @@ def build_import(frame: pd.DataFrame, manifest: pd.DataFrame, classes: ClassSet,
     rows = manifest.iloc[positions[keep]].reset_index(drop=True)
     probabilities = scores.probabilities[keep]
     predicted = probabilities.argmax(axis=1)
-    table = _predictions_table(rows, probabilities.astype(np.float32), predicted, classes)
+    table = predictions_table(rows, probabilities.astype(np.float32), predicted, classes)
     order = np.argsort(_split_rank(table["split"]), kind="stable")  # train, dev, test as evaluation writes them
     table = table.iloc[order].reset_index(drop=True)
     table["cam_index"] = np.arange(len(table), dtype="int64")
@@ -381,18 +379,11 @@ def _split_rank(splits: pd.Series) -> np.ndarray:
 def run_metrics(imported: ImportedRun, manifest: pd.DataFrame, classes: ClassSet, dataset_dir) -> dict:
     """metrics.json as evaluation writes it, plus where the run came from."""
     table = imported.table
-    splits = [s for s in pd.unique(table["split"])]
-    return {
-        "dataset": str(Path(dataset_dir).resolve()),
-        "classes": classes.to_dict(),
-        "splits": {s: evaluation_metrics(table[table["split"] == s], classes) for s in splits},
-        "split_counts": split_counts(manifest, classes),
-        "skipped_unreadable": 0,
-        "cam_shape": list(imported.cams.shape[2:]) if imported.cams is not None else None,
-        "source": SOURCE,
-        "has_probabilities": imported.report["has_probabilities"],
-        "cam_classes": imported.report["cam_classes"],
-    }
+    return metrics_payload(table, list(pd.unique(table["split"])), manifest, classes, dataset_dir,
+                           skipped_unreadable=0,
+                           cam_shape=list(imported.cams.shape[2:]) if imported.cams is not None else None,
+                           source=SOURCE, has_probabilities=imported.report["has_probabilities"],
+                           cam_classes=imported.report["cam_classes"])
 
 
 def refuse_existing_run(out: Path, overwrite: bool) -> None:
@@ -444,7 +435,7 @@ def import_predictions(dataset_dir: str | os.PathLike, predictions_file: str | o
                             renormalise=renormalise, on_bad=on_bad, source=str(predictions_file))
     image_attributes = compute_attributes(imported.table, imported.cams) if attributes else None
     meta = {"source": SOURCE, "predictions_file": str(Path(predictions_file).resolve()),
-            "predictions_sha256": _sha256(predictions_file),
+            "predictions_sha256": file_sha256(predictions_file),
             "cams_file": str(Path(cams_file).resolve()) if cams_file else None,
             "embeddings_file": str(Path(embeddings_file).resolve()) if embeddings_file else None,
             "dataset": str(Path(dataset_dir).resolve()), "classes": classes.to_dict(),
@@ -454,9 +445,3 @@ def import_predictions(dataset_dir: str | os.PathLike, predictions_file: str | o
     return meta
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

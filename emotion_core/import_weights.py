@@ -7,7 +7,6 @@ here, not a failure deep inside evaluation.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from emotion_core.fileio import first_line
 from emotion_core.labels import ClassSet, describe_classes
 from emotion_core.model import CheckpointError, ModelConfig, build_model
 
@@ -26,7 +26,6 @@ SAFETENSORS_INSTALL = "pip install safetensors"
 # weights_only=True: torchvision's references/classification/train.py saves its argparse.Namespace
 # as "args" next to "model", "optimizer", "lr_scheduler" and "epoch".
 SAFE_CHECKPOINT_GLOBALS = [argparse.Namespace]
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # torch's weights_only message has bold text
 UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
@@ -65,7 +64,7 @@ def _load_failure(err: BaseException) -> str:
     """What torch.load refused, in one line with a way out."""
     unsupported = UNSUPPORTED_GLOBAL.search(str(err))
     if unsupported is None:
-        return _first_line(err)
+        return first_line(err)
     return (f"it pickles {unsupported.group(1)}, which is not a tensor or plain data; save the weights alone, "
             f"e.g. torch.save(model.state_dict(), FILE) for a whole model, or the state dict under a "
             f"training checkpoint's 'model' key")
@@ -80,7 +79,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as err:
-        raise WeightsError(f"{path}: not a readable .safetensors file ({_first_line(err)})") from None
+        raise WeightsError(f"{path}: not a readable .safetensors file ({first_line(err)})") from None
 
 
 def _unnest(loaded: Any, path: Path) -> Mapping[str, Any]:
@@ -157,18 +156,7 @@ def load_weights(path: str | os.PathLike, config: ModelConfig, classes: ClassSet
     return model.eval()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _shape(tensor: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in tensor.shape) + ")"
 
 
-def _first_line(err: BaseException) -> str:
-    text = ANSI_ESCAPE.sub("", str(err)).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__

@@ -17,7 +17,7 @@ from torchvision.models.vision_transformer import interpolate_embeddings
 from emotion_core.backbones import (BACKBONES, SMALL_FEATURES, get_backbone, head_in_features, layer_groups,
                                     set_module, top_blocks, vgg_conv_names)
 from emotion_core.backbones import cam_layer, last_conv_layer  # noqa: F401  (re-exported: callers import them here)
-from emotion_core.fileio import atomic_path
+from emotion_core.fileio import atomic_path, first_line
 from emotion_core.labels import EMOTIONS, ClassSet, class_set_from, describe_classes
 
 CHECKPOINT_FORMAT = "emolens-checkpoint/1"
@@ -124,7 +124,7 @@ def imagenet_state_dict(arch: str = "vgg19", input_size: int = 224) -> dict[str,
     except Exception as err:  # URLError, socket and SSL errors all mean "not available"
         raise WeightsUnavailableError(
             f"{backbone.title} ImageNet weights are not in the torch cache and could not be downloaded "
-            f"({type(err).__name__}: {_first_line(err)}); put {weights.url} at {cached} "
+            f"({type(err).__name__}: {first_line(err)}); put {weights.url} at {cached} "
             f"(or set TORCH_HOME), or train without them with --no-pretrained") from None
     if arch == "vit_b_16" and input_size != weights.meta["min_size"][0]:
         state = interpolate_embeddings(input_size, 16, state)
@@ -188,7 +188,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as err:
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line(err)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an EmoLens checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     return payload
@@ -200,7 +200,7 @@ def checkpoint_classes(payload: dict[str, Any], path: str | os.PathLike = "check
     try:
         return class_set_from(payload.get("classes", payload.get("model", {}).get("classes")))
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: unusable class set ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: unusable class set ({first_line(err)})") from None
 
 
 def check_same_classes(checkpoint: str | os.PathLike, trained: ClassSet,
@@ -228,7 +228,7 @@ def load_checkpoint(path: str | os.PathLike, *, dataset_classes: ClassSet | None
         model = build_model(config)
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: architecture does not match its weights ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: architecture does not match its weights ({first_line(err)})") from None
     model.eval()
     return model, config, payload
 
@@ -239,5 +239,3 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

@@ -8,12 +8,11 @@ Every change is one recorded action that lists exactly the rows it changed, whic
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from emotion_core.workspace import workspace_dir
+from emotion_core.workspace import tag_database_url
 
 SCHEMA_VERSION = 3
 MAX_TAG_LENGTH = 40
@@ -99,7 +98,19 @@ class TagStoreError(RuntimeError):
 
 
 def default_url() -> str:
-    return os.environ.get("EMOLENS_DB_URL") or f"sqlite:///{workspace_dir() / 'tags.sqlite'}"
+    return tag_database_url()
+
+
+def tags_or_none(url: str, dataset: str,
+                 on_error: Callable[[TagStoreError], object] | None = None) -> pd.DataFrame | None:
+    """TagStore(url).tags_of(dataset), or None when the store is unusable (a report then counts the
+    automatic attributes only); on_error, if given, hears why."""
+    try:
+        return TagStore(url).tags_of(dataset)
+    except TagStoreError as err:
+        if on_error is not None:
+            on_error(err)
+        return None
 
 
 def check_tag_name(name: str) -> str:

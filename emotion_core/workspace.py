@@ -1,4 +1,5 @@
-"""The workspace folder: datasets, runs and the default tag database live here."""
+"""The workspace folder: datasets, runs and the default tag database live here (no heavy imports:
+every page reads these)."""
 from __future__ import annotations
 
 import os
@@ -16,3 +17,8 @@ def datasets_dir() -> Path:
 
 def runs_dir() -> Path:
     return workspace_dir() / "runs"
+
+
+def tag_database_url() -> str:
+    """$EMOLENS_DB_URL (a team's shared database), default a SQLite file in the workspace."""
+    return os.environ.get("EMOLENS_DB_URL") or f"sqlite:///{workspace_dir() / 'tags.sqlite'}"

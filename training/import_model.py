@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from emotion_core.dataset import read_dataset
-from emotion_core.fileio import write_json
-from emotion_core.import_weights import WeightsError, file_sha256, load_weights, model_config
+from emotion_core.fileio import file_sha256, write_json
+from emotion_core.import_weights import WeightsError, load_weights, model_config
 from emotion_core.model import ARCHITECTURES, save_checkpoint
 from training.cli import run_main
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -32,10 +30,11 @@ from tqdm import tqdm
 
 from emotion_core.dataset import ImageDataset, read_dataset, split_rows
 from emotion_core.evaluation import PREFETCH_BATCHES, evaluate_run
-from emotion_core.fileio import write_csv, write_json
+from emotion_core.fileio import file_sha256, write_csv, write_json
 from emotion_core.labels import FI_CLASSES, NUM_CLASSES, ClassSet
 from emotion_core.model import (ARCHITECTURES, HEADS, ModelConfig, build_model, checkpoint_classes,
                                 parameters_in_groups, read_checkpoint, save_checkpoint)
+from emotion_core.runs import read_json
 from emotion_core.transforms import eval_transform, train_transform
 from training.cli import run_main
 from training.distributed import (DistInfo, all_reduce_sum, barrier, dist_info_from_env, gather_to_main,
@@ -524,8 +523,7 @@ def _saved_facts(saved: dict, out: Path) -> dict:
     keys = ("schedule", "dataset_manifest_sha256")
     if all(k in saved for k in keys):
         return {k: saved[k] for k in keys}
-    run_json = out / "run.json"
-    return json.loads(run_json.read_text()) if run_json.exists() else {}
+    return read_json(out / "run.json")
 
 
 def _check_same_schedule(saved: list[dict], now: list[dict], out: Path) -> None:
@@ -552,13 +550,13 @@ def _restore(saved: dict, model: nn.Module, device: torch.device) -> tuple[Train
 
 
 def _manifest_sha256(dataset: str) -> str:
-    return hashlib.sha256((Path(dataset) / "manifest.parquet").read_bytes()).hexdigest()
+    return file_sha256(Path(dataset) / "manifest.parquet")
 
 
 def _run_meta(config: TrainConfig, facts: dict, classes: ClassSet, info: DistInfo, device: torch.device,
               previous: Path | None = None) -> dict:
     """run.json; a resumed run keeps its first start time and lists each resumption."""
-    earlier = json.loads(previous.read_text()) if previous and previous.exists() else {}
+    earlier = read_json(previous) if previous else {}
     return {
         "config": asdict(config),
         "schedule": facts["schedule"],
