@@ -20,7 +20,8 @@ import pandas as pd
 from emotion_core.labels import ClassSet, describe_classes
 from emotion_core.metrics import confusion_matrix, evaluation_metrics
 from emotion_core.metrics import per_class_table as scores_per_class
-from emotion_core.report import Column
+from emotion_core.report import Column, display_value
+from emotion_core.runs import predictions_of_split
 from emotion_core.votes import NO_VOTES, NON_UNANIMOUS, STRONGLY_DIVIDED, UNANIMOUS
 
 BOTH_RIGHT, ONLY_A, ONLY_B, BOTH_WRONG = "both_right", "only_a", "only_b", "both_wrong"
@@ -113,9 +114,7 @@ def align(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, *, classes: 
 
 
 def _of_split(table: pd.DataFrame, split: str, run: str) -> pd.DataFrame:
-    rows = table[table["split"] == split] if "split" in table else table.iloc[:0]
-    if rows.empty:
-        raise ValueError(f"Run {run} has no predictions on the {split} split.")
+    rows = predictions_of_split(table, split, lambda _: f"Run {run} has no predictions on the {split} split.")
     return rows.drop_duplicates("image_id")
 
 
@@ -242,7 +241,7 @@ def class_table(comparison: Comparison) -> pd.DataFrame:
     """Per true class: images, both runs' precision, recall (the class's accuracy) and F1, the
     discordant counts, the exact McNemar p-value and its Benjamini-Hochberg q-value across the classes
     that have images (a class without images has neither)."""
-    from emotion_core.trends import benjamini_hochberg
+    from emotion_core.trends import benjamini_hochberg  # trends imports scipy (a second); this module does not
 
     table, names = comparison.table, list(comparison.classes.names)
     columns = {}
@@ -311,7 +310,7 @@ def winner(value_a: float, value_b: float, higher_is_better: bool = True) -> str
 
 def _shown(value: float, kind: str, *, signed_: bool = False) -> str:
     if kind == "percent":
-        return signed(value * 100, "{:.1f}") + " pp" if signed_ else f"{value:.1%}"
+        return signed(value * 100, "{:.1f}") + " pp" if signed_ else display_value(value, "percent")
     return signed(value, "{:.3f}") if signed_ else f"{value:.3f}"
 
 
@@ -344,6 +343,18 @@ def flips_sentence(flips: pd.DataFrame) -> str:
              for row in flips.itertuples() if row.only_a or row.only_b]
     return (f"Run B gets {gained:,} images right that A got wrong and {lost:,} the other way round "
             f"(net {signed(gained - lost)}): " + "; ".join(parts) + ".")
+
+
+def statistics(comparison: Comparison) -> dict:
+    """Everything the Compare page and the report show of a comparison: metrics (metric_table), classes
+    (class_table), ci (accuracy_difference), mcnemar, flips (flips_by_agreement), flips_sentence,
+    difference (difference_matrix) and buckets (bucket_counts)."""
+    correct_a, correct_b = comparison.table["correct_a"], comparison.table["correct_b"]
+    flips = flips_by_agreement(comparison)
+    return {"metrics": metric_table(comparison), "classes": class_table(comparison),
+            "ci": accuracy_difference(correct_a, correct_b), "mcnemar": mcnemar(correct_a, correct_b),
+            "flips": flips, "flips_sentence": flips_sentence(flips),
+            "difference": difference_matrix(comparison), "buckets": bucket_counts(comparison)}
 
 
 # sort key -> (column, ascending) for the keys that sort by one column of the comparison table

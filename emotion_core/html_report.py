@@ -23,7 +23,7 @@ from emotion_core.confusion import VOTE_GROUP_COLUMNS, accuracy_by_agreement, ac
 from emotion_core.emotion_metrics import LEVEL_NAMES, split_emotion_metrics
 from emotion_core.labels import ClassSet, run_classes
 from emotion_core.report import PAPER_COLUMNS, Column, display_value, format_table, paper_table
-from emotion_core.runs import demo_note, has_cams, load_cams, load_metrics, load_predictions
+from emotion_core.runs import demo_note, has_cams, load_cams, load_metrics, load_predictions, predictions_of_split
 from emotion_core.votes import votes_description
 
 TOP_CELLS = 3         # the largest confusions shown with their images
@@ -277,17 +277,10 @@ def read_run(run_dir: str | os.PathLike, split: str | None = None) -> RunData:
     split = split or ("test" if "test" in splits else splits[0])
     if split not in splits:
         raise ValueError(f"run {path.name} has no evaluated split {split!r}; it has: {', '.join(splits)}")
-    return RunData(path, metrics, run_classes(path), split, split_rows(load_predictions(path), path, split))
-
-
-def split_rows(predictions: pd.DataFrame, path: Path, split: str) -> pd.DataFrame:
-    """The split's prediction rows; a one-line ValueError when there are none (reporting every split
-    under the split's name would mislabel the numbers)."""
-    present = sorted(predictions["split"].dropna().astype(str).unique()) if "split" in predictions else []
-    if split not in present:
-        raise ValueError(f"run {path.name} has no predictions on split {split!r}; it has: "
-                         f"{', '.join(present) if present else 'none (predictions.parquet has no split column)'}")
-    return predictions[predictions["split"] == split]
+    # no row of the split is an error: reporting every split under the split's name would mislabel the numbers
+    rows = predictions_of_split(load_predictions(path), split, lambda present: (
+        f"run {path.name} has no predictions on split {split!r}; it has: {present}"))
+    return RunData(path, metrics, run_classes(path), split, rows)
 
 
 def build_report(run_dir: str | os.PathLike, *, split: str | None = None, compare: str | os.PathLike | None = None,
@@ -469,23 +462,22 @@ def _comparison(a: RunData, b: RunData) -> list[Block]:
     blocks: list[Block] = [Heading(f"Comparison: A = {a.path.name}, B = {b.path.name}")]
     if comparison.note:
         blocks.append(Paragraph(comparison.note))
-    metrics = compare.metric_table(comparison)
-    blocks.append(Table(format_table(metrics, compare.METRIC_COLUMNS), "Both runs on the images both evaluated"))
-    blocks.append(Table(format_table(compare.class_table(comparison), compare.PER_CLASS_COLUMNS),
+    stats = compare.statistics(comparison)
+    blocks.append(Table(format_table(stats["metrics"], compare.METRIC_COLUMNS),
+                        "Both runs on the images both evaluated"))
+    blocks.append(Table(format_table(stats["classes"], compare.PER_CLASS_COLUMNS),
                         "Per true class: recall is the class's accuracy; exact McNemar test on the class's images, "
                         "q-values by Benjamini-Hochberg across the classes"))
-    correct_a, correct_b = comparison.table["correct_a"], comparison.table["correct_b"]
-    difference, test = compare.accuracy_difference(correct_a, correct_b), compare.mcnemar(correct_a, correct_b)
+    difference, test = stats["ci"], stats["mcnemar"]
     interval = ("" if np.isnan(difference["low"]) else
                 f" (paired bootstrap 95% interval {difference['low']:+.1%} to {difference['high']:+.1%})")
     blocks.append(Paragraph(f"Accuracy B − A: **{difference['difference']:+.1%}**{interval}. Exact McNemar test: "
                             f"{test['only_a']:,} images only A got right, {test['only_b']:,} only B, "
                             f"p = {display_value(test['p_value'], 'p')}" + (f" ({test['note']})" if test["note"] else "")
                             + "."))
-    flips = compare.flips_by_agreement(comparison)
-    blocks += [Paragraph(compare.flips_sentence(flips)),
-               Table(format_table(flips, compare.FLIP_COLUMNS), "Flips by vote agreement"),
-               Heatmap(compare.difference_matrix(comparison), list(a.classes.display), list(a.classes.display),
+    blocks += [Paragraph(stats["flips_sentence"]),
+               Table(format_table(stats["flips"], compare.FLIP_COLUMNS), "Flips by vote agreement"),
+               Heatmap(stats["difference"], list(a.classes.display), list(a.classes.display),
                        "Difference matrix: B's images minus A's per cell (blue: more in B, red: fewer)",
                        diverging=True)]
     return blocks

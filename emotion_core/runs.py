@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +98,14 @@ def load_history(run_dir: str | os.PathLike) -> pd.DataFrame | None:
 def demo_note(run_dir: str | os.PathLike) -> str | None:
     """The synthetic-data note of a demo run, None for a real run."""
     return read_json(Path(run_dir) / "demo.json").get("note")
+
+
+
+def predictions_of_split(predictions: pd.DataFrame, split: str, message: Callable[[str], str]) -> pd.DataFrame:
+    """The split's prediction rows; when there are none, a one-line ValueError of message(present), present
+    naming the splits the table holds (or saying it has no split column): each caller words it its own way."""
+    rows = predictions[predictions["split"] == split] if "split" in predictions else predictions.iloc[:0]
+    if rows.empty:
+        present = sorted(predictions["split"].dropna().astype(str).unique()) if "split" in predictions else []
+        raise ValueError(message(", ".join(present) if present else f"none ({PREDICTIONS_FILE} has no split column)"))
+    return rows

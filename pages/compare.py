@@ -9,7 +9,7 @@ from emotion_core.report import display_value
 from emotion_core.runs import RunInfo
 from emotion_core.votes import missing_votes_note
 from pages.shared import compare_gallery as cg
-from pages.shared import frame, ui
+from pages.shared import frame, reports, ui
 
 frame.setup_if_run_directly()
 st.title("Compare runs")
@@ -48,8 +48,8 @@ st.markdown(f"**Exact McNemar test:** {test['only_a']:,} images only A got right
 if test["note"]:
     st.caption(test["note"][0].upper() + test["note"][1:])
 
-report_args = (run_a.path, run_b.path, split, ui.tag_store_url(), ui.dataset_key(run_a))
-st.download_button("Download the comparison report (HTML)", lambda: cg.comparison_report(*report_args),
+report_args = (run_a.path, split, ui.tag_store_url(), ui.dataset_key(run_a), run_b.path)
+st.download_button("Download the comparison report (HTML)", lambda: reports.report_document("html", *report_args),
                    file_name=f"emolens_{run_a.name}_vs_{run_b.name}_{split}.html", mime="text/html",
                    icon=":material/download:",
                    help="Run A's whole report and how run B differs (metrics, per-class McNemar with q-values, "

@@ -2,10 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from emotion_core.confusion import MATRIX_VIEWS, cell_from_selection, cell_summary, matrix, summary_sentence
-from emotion_core.emotion_metrics import severity_notes, wheel_order
-from emotion_core.labels import ClassSet
-from emotion_core.plots import confusion_figure
+from emotion_core.confusion import MATRIX_VIEWS, cell_from_selection, cell_summary, summary_sentence
 from emotion_core.runs import RunInfo
 from pages.shared import frame, gallery, ui
 
@@ -24,17 +21,7 @@ def apply_click() -> None:
         st.session_state[ui.TRUE], st.session_state[ui.PRED] = clicked
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def wheel_chart(run_path: str, mtime: float, split: str, view: str, selected: tuple[str, str],
-                _predictions: pd.DataFrame, _classes: ClassSet):
-    """The matrix in Mikels' wheel order, each cell's wheel distance and polarity crossing on hover."""
-    counts = matrix(_predictions, classes=_classes)
-    values = counts if view == "counts" else matrix(_predictions, view, classes=_classes)
-    return confusion_figure(values, counts, normalised=view != "counts", selected=selected, classes=_classes,
-                            order=wheel_order(_classes), hover_extras=severity_notes(_classes))
-
-
-def chart(run: RunInfo, predictions: pd.DataFrame, view: str, selected: tuple[str, str]):
+def chart(run: RunInfo, view: str, selected: tuple[str, str]):
     """The matrix figure; for Mikels' eight a toggle orders it by his wheel (built only when asked)."""
     if not classes.is_mikels:
         return ui.confusion_chart(run, view, selected)
@@ -45,11 +32,7 @@ def chart(run: RunInfo, predictions: pd.DataFrame, view: str, selected: tuple[st
                            "Fear, Sadness, Disgust, Anger): near errors sit next to the diagonal; hover a cell for its "
                            "wheel distance and whether it crosses polarity")
     ui.sync_query_params(wheel="1" if wheel else None)
-    if not wheel:
-        return ui.confusion_chart(run, view, selected)
-    predictions_file = run.path / "predictions.parquet"
-    return wheel_chart(str(run.path), predictions_file.stat().st_mtime, st.session_state.get(ui.SPLIT, ""), view,
-                       selected, predictions, classes)
+    return ui.confusion_chart(run, view, selected, wheel)
 
 
 @frame.fragment
@@ -62,7 +45,7 @@ def matrix_and_cell(run: RunInfo, predictions: pd.DataFrame) -> None:
     view = st.radio("View", MATRIX_VIEWS, horizontal=True, key="matrix_view")
     ui.sync_query_params(matrix=view)
     selected = (st.session_state[ui.TRUE], st.session_state[ui.PRED])
-    st.plotly_chart(chart(run, predictions, view, selected), on_select=apply_click, selection_mode="points",
+    st.plotly_chart(chart(run, view, selected), on_select=apply_click, selection_mode="points",
                     key="matrix_chart")
     true, pred = ui.cell_pickers(predictions, classes)
     rows = ui.cell_rows(run, true, pred)

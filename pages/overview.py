@@ -6,8 +6,7 @@ from emotion_core.emotion_metrics import LEVEL_NAMES, split_emotion_metrics
 from emotion_core.labels import ClassSet
 from emotion_core.plots import learning_curves, per_class_bars, reliability_figure
 from emotion_core.report import PAPER_COLUMNS, Column, display_value, paper_table
-from emotion_core.runs import PREDICTIONS_FILE
-from pages.shared import frame, ui
+from pages.shared import frame, reports, ui
 
 AGREEMENT_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "count"),
                      "accuracy": Column("Accuracy", "percent"), "mean_confidence": Column("Mean confidence", "percent")}
@@ -27,34 +26,14 @@ middle.metric("Macro F1", f"{split_metrics['macro_f1']:.1%}")
 right.metric("Images", f"{split_metrics['n_images']:,}")
 
 
-def report(kind: str, run_path, split: str, tag_url: str, dataset: str) -> str:
-    """The shareable report of a run and split (emotion_core.html_report). Streamlit calls this in another
-    thread when the button is clicked, so it reads the tags itself (no st.* here) and, should it fail,
-    hands back a one-line note instead of a broken download (the traceback goes to the server log)."""
-    import logging
-
-    from emotion_core.html_report import build_report
-    from emotion_core.tags import TagStore, TagStoreError
-
-    try:
-        try:
-            tags = TagStore(tag_url).tags_of(dataset)
-        except TagStoreError:
-            tags = None  # the report then counts the automatic attributes only
-        document = build_report(run_path, split=split, tags=tags)
-        return document.to_html() if kind == "html" else document.to_markdown()
-    except Exception as err:  # noqa: BLE001 - a download, not a page: say what went wrong in the file
-        logging.getLogger("emolens").exception("report failed")
-        return f"The EmoLens report could not be made: {type(err).__name__}: {err}\n"
-
-
 report_args = (run.path, split, ui.tag_store_url(), ui.dataset_key(run))
 html_button, markdown_button, _ = st.columns([1, 1, 2])
-html_button.download_button("Download the report (HTML)", lambda: report("html", *report_args),
+html_button.download_button("Download the report (HTML)", lambda: reports.report_document("html", *report_args),
                             file_name=f"emolens_{run.name}_{split}.html", mime="text/html", icon=":material/download:",
                             help="One self-contained file (tables, confusion matrix, emotion-aware metrics, trends, "
                                  "top errors with votes and Grad-CAM): opens offline, prints to PDF")
-markdown_button.download_button("Download the report (Markdown)", lambda: report("markdown", *report_args),
+markdown_button.download_button("Download the report (Markdown)",
+                                lambda: reports.report_document("markdown", *report_args),
                                 file_name=f"emolens_{run.name}_{split}.md", mime="text/markdown",
                                 icon=":material/download:", help="The same text and tables, without the images")
 
@@ -75,9 +54,7 @@ def emotion_aware_section() -> None:
     """Polarity, ECC/EMC, calibration and confidence vs votes: what metrics.json holds, or computed."""
     aware = split_emotion_metrics(split_metrics, None, classes)
     if not aware:
-        predictions_file = run.path / PREDICTIONS_FILE
-        mtime = predictions_file.stat().st_mtime if predictions_file.exists() else 0.0
-        aware = _computed_emotion_metrics(str(run.path), mtime, split, ui.predictions(run), classes)
+        aware = _computed_emotion_metrics(*ui.predictions_version(run), split, ui.predictions(run), classes)
     st.subheader("Emotion-aware evaluation")
     polarity, calibration = aware.get("polarity"), aware.get("calibration")
     tracking = aware.get("confidence_vs_agreement")

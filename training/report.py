@@ -32,14 +32,10 @@ def dataset_tags(run: str) -> pd.DataFrame | None:
     """The tags of the run's dataset from the workspace's tag store (EMOLENS_DB_URL); None when there is
     no usable store (the report then counts the automatic attributes only)."""
     from emotion_core.runs import load_metrics
-    from emotion_core.tags import TagStore, TagStoreError, default_url
+    from emotion_core.tags import default_url, tags_or_none
 
-    dataset = Path(load_metrics(run).get("dataset", "")).name
-    try:
-        return TagStore(default_url()).tags_of(dataset)
-    except TagStoreError as err:
-        print(f"note: tags left out ({err})")
-        return None
+    dataset = Path(load_metrics(run).get("dataset", "")).name  # its folder's name, as ui.dataset_key
+    return tags_or_none(default_url(), dataset, on_error=lambda err: print(f"note: tags left out ({err})"))
 
 
 def main(args: argparse.Namespace) -> tuple[Path, Path]:

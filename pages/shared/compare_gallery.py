@@ -86,14 +86,7 @@ def _comparison(key_a: tuple[str, float], key_b: tuple[str, float], split: str) 
 
 @st.cache_resource(show_spinner="Testing the difference…", max_entries=4)
 def _statistics(key_a: tuple[str, float], key_b: tuple[str, float], split: str) -> dict:
-    comparison = _comparison(key_a, key_b, split)
-    table = comparison.table
-    flips = compare.flips_by_agreement(comparison)
-    return {"metrics": compare.metric_table(comparison), "classes": compare.class_table(comparison),
-            "ci": compare.accuracy_difference(table["correct_a"], table["correct_b"]),
-            "mcnemar": compare.mcnemar(table["correct_a"], table["correct_b"]),
-            "flips": flips, "flips_sentence": compare.flips_sentence(flips),
-            "difference": compare.difference_matrix(comparison), "buckets": compare.bucket_counts(comparison)}
+    return compare.statistics(_comparison(key_a, key_b, split))
 
 
 def comparison(run_a: RunInfo, run_b: RunInfo, split: str) -> tuple[Comparison, dict]:
@@ -108,26 +101,6 @@ def comparison(run_a: RunInfo, run_b: RunInfo, split: str) -> tuple[Comparison, 
                                     "while the page was open?): pick another run.")
     key_a, key_b = ui.predictions_version(run_a), ui.predictions_version(run_b)
     return _comparison(key_a, key_b, split), _statistics(key_a, key_b, split)
-
-
-def comparison_report(run_a_path, run_b_path, split: str, tag_url: str, dataset: str) -> str:
-    """The shareable HTML report of run A with its comparison to run B (emotion_core.html_report), as
-    pages/overview.py makes a run's: Streamlit calls this in another thread when the button is clicked, so
-    no st.* here; should it fail, a one-line note instead of a broken download (traceback to the log)."""
-    import logging
-
-    from emotion_core.html_report import build_report
-    from emotion_core.tags import TagStore, TagStoreError
-
-    try:
-        try:
-            tags = TagStore(tag_url).tags_of(dataset)
-        except TagStoreError:
-            tags = None  # the report then counts the automatic attributes only
-        return build_report(run_a_path, split=split, compare=run_b_path, tags=tags).to_html()
-    except Exception as err:  # noqa: BLE001 - a download, not a page: say what went wrong in the file
-        logging.getLogger("emolens").exception("comparison report failed")
-        return f"The EmoLens comparison report could not be made: {type(err).__name__}: {err}\n"
 
 
 def ensure_choice(classes) -> None:

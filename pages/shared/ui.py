@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +17,13 @@ import streamlit as st
 from emotion_core import runs
 from emotion_core.attributes import ATTRIBUTES_FILE, read_attributes
 from emotion_core.confusion import largest_confusion, matrix
+from emotion_core.emotion_metrics import severity_notes, wheel_order
 from emotion_core.images import ImageLoadError, load_image
 from emotion_core.labels import ClassSet, run_classes
 from emotion_core.overlay import ImageCache
 from emotion_core.plots import confusion_figure
 from emotion_core.report import Column, format_table
-from emotion_core.workspace import runs_dir, workspace_dir
+from emotion_core.workspace import runs_dir, tag_database_url
 
 if TYPE_CHECKING:  # imported where used: torch, scipy and SQLAlchemy cost seconds at a page's first run
     from emotion_core.predict import Predictor
@@ -119,11 +119,15 @@ def _trend_features(run_path: str, mtimes: tuple[float, float], split: str, tags
     return image_features(_split_predictions(run_path, mtimes[0], split), _attributes(run_path, mtimes[1]), tags)
 
 
+def _trend_mtimes(run: runs.RunInfo) -> tuple[float, float]:
+    """(predictions mtime, attributes mtime): the file versions the trend caches are keyed by."""
+    return _mtime(run.path / runs.PREDICTIONS_FILE), _mtime(run.path / ATTRIBUTES_FILE)
+
+
 def trend_features(run: runs.RunInfo, tags: pd.DataFrame | None) -> pd.DataFrame:
     """emotion_core.trends.image_features of the chosen split, made once per run, file versions, split and
     tag set (0.2 s at 118,000 EmoSet predictions, on every rerun of the Trends page otherwise)."""
-    mtimes = (_mtime(run.path / runs.PREDICTIONS_FILE), _mtime(run.path / ATTRIBUTES_FILE))
-    return _trend_features(str(run.path), mtimes, st.session_state.get(SPLIT, ""), tags).copy(deep=False)
+    return _trend_features(str(run.path), _trend_mtimes(run), st.session_state.get(SPLIT, ""), tags).copy(deep=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -141,8 +145,7 @@ def vote_shares(run: runs.RunInfo) -> bool:
 
 def discovery(run: runs.RunInfo, tags: pd.DataFrame | None, min_images: int) -> pd.DataFrame:
     """Trend discovery over every cell, computed once per run, split, tag set and threshold."""
-    mtimes = (_mtime(run.path / runs.PREDICTIONS_FILE), _mtime(run.path / ATTRIBUTES_FILE))
-    return _discovery(str(run.path), mtimes, st.session_state.get(SPLIT, ""), tags, min_images)
+    return _discovery(str(run.path), _trend_mtimes(run), st.session_state.get(SPLIT, ""), tags, min_images)
 
 
 def tag_store() -> TagStore | None:
@@ -231,7 +234,7 @@ def classes_of_path(run_path: str) -> ClassSet:
 
 
 def _predictions_key(run: runs.RunInfo) -> tuple[str, float, str | None]:
-    return str(run.path), _mtime(run.path / runs.PREDICTIONS_FILE), st.session_state.get(SPLIT)
+    return *predictions_version(run), st.session_state.get(SPLIT)
 
 
 def _in_split(table: pd.DataFrame, split: str | None) -> pd.DataFrame:
@@ -241,11 +244,14 @@ def _in_split(table: pd.DataFrame, split: str | None) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _confusion_chart(run_path: str, mtime: float, split: str | None, view: str, selected: tuple[str, str]):
+def _confusion_chart(run_path: str, mtime: float, split: str | None, view: str, selected: tuple[str, str],
+                     wheel: bool):
     table, classes = _split_predictions(run_path, mtime, split), _classes_of(run_path)
     counts = matrix(table, classes=classes)
     values = counts if view == "counts" else matrix(table, view, classes=classes)
-    return confusion_figure(values, counts, normalised=view != "counts", selected=selected, classes=classes)
+    return confusion_figure(values, counts, normalised=view != "counts", selected=selected, classes=classes,
+                            order=wheel_order(classes) if wheel else None,
+                            hover_extras=severity_notes(classes) if wheel else None)
 
 
 def _classes_of(run_path: str) -> ClassSet:
@@ -253,10 +259,11 @@ def _classes_of(run_path: str) -> ClassSet:
     return _classes(run_path, (_mtime(path / runs.METRICS_FILE), _mtime(path / "checkpoint.pt")))
 
 
-def confusion_chart(run: runs.RunInfo, view: str, selected: tuple[str, str]):
-    """The matrix figure of the chosen split, made once per view and selected cell (st.plotly_chart
-    copies it; building it costs more than the rest of a click's run)."""
-    return _confusion_chart(*_predictions_key(run), view, tuple(selected))
+def confusion_chart(run: runs.RunInfo, view: str, selected: tuple[str, str], wheel: bool = False):
+    """The matrix figure of the chosen split, made once per view, selected cell and order (st.plotly_chart
+    copies it; building it costs more than the rest of a click's run). wheel (Mikels' eight only): rows and
+    columns in Mikels' wheel order, each cell's wheel distance and polarity crossing on hover."""
+    return _confusion_chart(*_predictions_key(run), view, tuple(selected), wheel)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -329,9 +336,8 @@ def _load_quietly(loads: list[tuple[tuple, Callable[[], object]]]) -> None:
 
 
 def tag_store_url() -> str:
-    """emotion_core.tags.default_url, without importing SQLAlchemy into a page's script run (a test
-    checks that the two agree)."""
-    return os.environ.get("EMOLENS_DB_URL") or f"sqlite:///{workspace_dir() / 'tags.sqlite'}"
+    """emotion_core.tags.default_url, without importing SQLAlchemy into a page's script run."""
+    return tag_database_url()
 
 
 def cell_rows(run: runs.RunInfo, true: str, pred: str) -> pd.DataFrame:
