@@ -60,8 +60,9 @@ def server(demo_workspace):
         yield url
 
 
-@pytest.fixture
-def page(server):
+@contextlib.contextmanager
+def chromium_tab():
+    """A tab of Debian's Chromium, 1400x1600, with a 60 s default timeout."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -69,6 +70,12 @@ def page(server):
         tab.set_default_timeout(60_000)
         yield tab
         browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with chromium_tab() as tab:
+        yield tab
 
 
 def click_cell(page, true_name: str, pred_name: str) -> None:

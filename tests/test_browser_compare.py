@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.test_browser import CHROMIUM, FLAGS, click_cell, script_runs, streamlit_server, wait_until_idle
+from tests.test_browser import CHROMIUM, chromium_tab, click_cell, script_runs, streamlit_server, wait_until_idle
 from tests.test_compare import rewrite_predictions
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
@@ -36,13 +36,8 @@ def two_run_workspace(tmp_path_factory) -> tuple[Path, pd.DataFrame, pd.DataFram
 
 @pytest.fixture
 def page():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1600})
-        tab.set_default_timeout(60_000)
+    with chromium_tab() as tab:
         yield tab
-        browser.close()
 
 
 def test_clicking_a_difference_cell_and_a_bucket_shows_their_images(two_run_workspace, page):
