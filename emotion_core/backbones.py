@@ -236,7 +236,9 @@ def _vgg_cam_layer(model: VGG) -> nn.Module:
 class CamSplit:
     """trunk: images -> activations (the expensive part, run once without gradients);
     tail: activations -> logits, passing the CAM-shaped (N, C, h, w) tensor through
-    `tail.cam_output`, the layer captum attributes to."""
+    `tail.cam_output`, the layer captum attributes to; `tail.logits_and_embeddings` also gives
+    the pooled features that enter the head (CNNs: the CAM layer's global average; ViT: the
+    class token after the final LayerNorm), from the same tail pass."""
     trunk: nn.Module
     tail: nn.Module
 
@@ -274,6 +276,12 @@ class _VggTail(nn.Module):
         x = self.rest(self.cam_output(activations))
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
+    def logits_and_embeddings(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, classes) logits and (N, C) embeddings: the CAM layer's channels averaged over the grid
+        (512-d for VGG19). The paper's head reads the whole 7x7 grid, so the global average is the
+        pooled summary, as ResNet's and ConvNeXt's heads read it."""
+        return self(activations), activations.mean(dim=(2, 3))
+
     def cam_hw(self, activations: torch.Tensor) -> tuple[int, int]:
         return tuple(activations.shape[2:])
 
@@ -289,6 +297,11 @@ class _PooledTail(nn.Module):
 
     def forward(self, activations: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.cam_output(activations)))  # (N, C, h, w) -> (N, classes)
+
+    def logits_and_embeddings(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, classes) logits and the (N, C) pooled features the classifier reads, from one pooling."""
+        pooled = self.pool(activations)  # (N, C, 1, 1)
+        return self.classifier(pooled), pooled.flatten(1)
 
     def cam_hw(self, activations: torch.Tensor) -> tuple[int, int]:
         return tuple(activations.shape[2:])
@@ -322,6 +335,15 @@ class _VitTail(nn.Module):
         self.heads = model.heads
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.class_token_out(tokens))
+
+    def logits_and_embeddings(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, classes) logits and (N, C) embeddings: the class token that enters `heads`."""
+        embeddings = self.class_token_out(tokens)
+        return self.heads(embeddings), embeddings
+
+    def class_token_out(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The class token after the last block and the final LayerNorm, (N, C): what `heads` reads."""
         block = self.block
         normed = block.ln_1(tokens)  # (N, 1 + h*w, C)
         grid = self.cam_output(tokens_to_grid(normed[:, 1:]))  # (N, C, h, w)
@@ -329,7 +351,7 @@ class _VitTail(nn.Module):
         attended, _ = block.self_attention(normed[:, :1], normed, normed, need_weights=False)  # (N, 1, C)
         x = tokens[:, :1] + block.dropout(attended)
         x = x + block.mlp(block.ln_2(x))
-        return self.heads(self.ln(x)[:, 0])
+        return self.ln(x)[:, 0]
 
     def cam_hw(self, activations: torch.Tensor) -> tuple[int, int]:
         side = _grid_side(activations.shape[1] - 1)

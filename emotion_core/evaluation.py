@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on dataset splits: predictions, Grad-CAM maps and metrics."""
+"""Evaluate a checkpoint on dataset splits: predictions, Grad-CAM maps, embeddings and metrics."""
 from __future__ import annotations
 
 import os
@@ -28,6 +28,7 @@ Progress = Callable[[float, str], None]
 # and votes_<class> for each class of the run, and the dataset attributes (attr_*, valence, arousal)
 PASSTHROUGH = ("source", "demo_trait")
 PREDICTIONS_FILE, CAMS_FILE, METRICS_FILE = "predictions.parquet", "cams.npy", "metrics.json"
+EMBEDDINGS_FILE = "embeddings.npy"
 PREFETCH_BATCHES = 4  # batches each loader worker prepares ahead (DataLoader's default is 2)
 
 
@@ -36,23 +37,25 @@ class FrameResult:
     table: pd.DataFrame                 # one row per readable image (predictions.parquet's columns)
     cams: np.ndarray                    # (N, 2, h, w) float16, row i for table row i
     attributes: pd.DataFrame | None     # attributes.parquet's table for the same rows, when asked for
+    embeddings: np.ndarray              # (N, d) float16, row i for table row i
 
 
 def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,
                    attributes: bool = False, progress: Progress | None = None) -> FrameResult:
-    """Predict every row with Grad-CAM; with attributes=True also each image's automatic
-    attributes, computed by the loader's workers from the image they decode for the model.
+    """Predict every row with Grad-CAM and its embedding; with attributes=True also each image's
+    automatic attributes, computed by the loader's workers from the image they decode for the model.
 
     Results stay on the predictor's device until the last batch and come back in one
     copy, so a GPU never waits for the host between batches."""
     loader = _evaluation_loader(predictor, rows, batch_size=batch_size, workers=workers, attributes=attributes)
-    probabilities, predicted, cams, index, loaded, pixel_rows = [], [], [], [], [], []
+    probabilities, predicted, cams, embeddings, index, loaded, pixel_rows = [], [], [], [], [], [], []
     bar = tqdm(total=len(rows), desc="evaluating", unit="img")
     for images, labels, rows_idx, ok, *pixels in loader:
         result = predictor.evaluate_batch(images, labels)
         probabilities.append(result.probabilities)
         predicted.append(result.predicted)
         cams.append(result.cams)
+        embeddings.append(result.embeddings)
         index.append(rows_idx.numpy())
         loaded.append(ok.numpy())
         pixel_rows.extend(p.numpy() for p in pixels)
@@ -61,22 +64,23 @@ def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int 
             progress(bar.n / len(rows), f"evaluated {bar.n}/{len(rows)} images")
     bar.close()
     if not loaded:  # an empty shard (more processes than images)
-        table = predictions_table(rows.iloc[:0], np.empty((0, len(predictor.classes))), np.empty(0, dtype=np.int64),
-                                   predictor.classes)
+        table = predictions_table(rows.iloc[:0], np.empty((0, len(predictor.classes)), dtype=np.float32),
+                                   np.empty(0, dtype=np.int64), predictor.classes)  # the dtypes of a full shard
         cams = np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
         return FrameResult(table, cams, attributes_table([], np.empty((0, len(PIXEL_COLUMNS))), cams)
-                           if attributes else None)
+                           if attributes else None, np.empty((0, predictor.embedding_size()), dtype=np.float16))
     keep = np.concatenate(loaded)
     order = np.concatenate(index)[keep]
-    # the one read of the device: (N, classes) float32, (N,) int64, (N, 2, h, w) float16
-    probabilities, predicted, cams = (torch.cat(parts).cpu().numpy() for parts in (probabilities, predicted, cams))
+    # the one read of the device: (N, classes) float32, (N,) int64, (N, 2, h, w) float16, (N, d) float16
+    probabilities, predicted, cams, embeddings = (torch.cat(parts).cpu().numpy()
+                                                  for parts in (probabilities, predicted, cams, embeddings))
     table = predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep],
                                predictor.classes)
     cams = cams[keep]
     image_attributes = None
     if attributes:
         image_attributes = attributes_table(table["image_id"].tolist(), np.concatenate(pixel_rows)[keep], cams)
-    return FrameResult(table, cams, image_attributes)
+    return FrameResult(table, cams, image_attributes, embeddings[keep])
 
 
 def predict_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,
@@ -132,7 +136,8 @@ def metrics_payload(table: pd.DataFrame, splits, manifest: pd.DataFrame, classes
     return {
         "dataset": str(Path(dataset_dir).resolve()),
         "classes": classes.to_dict(),
-        "splits": {s: evaluation_metrics(table[table["split"] == s], classes) for s in splits},
+        "splits": {s: evaluation_metrics(table[table["split"] == s], classes,
+                                         has_probabilities=extra.get("has_probabilities", True)) for s in splits},
         "split_counts": split_counts(manifest, classes),
         **extra,
     }
@@ -145,8 +150,8 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
                  batch_size: int = 32, workers: int = 0, device: str = "cpu", attributes: bool = True,
                  progress: Progress | None = None, shard: tuple[int, int] = (0, 1),
                  gather: Gather | None = None) -> dict | None:
-    """Evaluate run_dir/checkpoint.pt; write predictions, CAMs, image attributes and
-    metrics, each atomically.
+    """Evaluate run_dir/checkpoint.pt; write predictions, CAMs, embeddings, image attributes
+    and metrics, each atomically.
 
     Under torchrun each process passes shard=(rank, world_size) and a `gather` that
     collects every rank's part on rank 0 (None elsewhere); rank 0 writes and returns
@@ -162,12 +167,13 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
     predictor = Predictor(model, config.input_size, device, classes=classes)
     result = evaluate_frame(predictor, rows.iloc[rank::world_size], batch_size=batch_size, workers=workers,
                             attributes=attributes, progress=progress)
-    table, cams, image_attributes = result.table, result.cams, result.attributes
+    table = result.table
     table["_position"] = rows.set_index("image_id").loc[table["image_id"], "_position"].to_numpy()
-    parts = gather((table, cams, image_attributes)) if gather else [(table, cams, image_attributes)]
+    part = (table, result.cams, result.attributes, result.embeddings)
+    parts = gather(part) if gather else [part]
     if parts is None:
         return None
-    table, cams, image_attributes = _merge(parts)
+    table, cams, image_attributes, embeddings = _merge(parts)
     metrics = metrics_payload(table, splits, manifest, classes, dataset_dir,
                               skipped_unreadable=int(len(rows) - len(table)), cam_shape=list(cams.shape[2:]))
     if image_attributes is not None:
@@ -176,13 +182,15 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike, *, 
         (run_dir / ATTRIBUTES_FILE).unlink(missing_ok=True)  # stale: belonged to the previous evaluation
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # overlays of the previous evaluation
     write_npy(run_dir / CAMS_FILE, cams)
+    _write_or_remove(run_dir / EMBEDDINGS_FILE, embeddings)
     write_parquet(run_dir / PREDICTIONS_FILE, table)
     write_json(run_dir / METRICS_FILE, metrics)  # last: its presence marks a complete evaluation
     return metrics
 
 
-def _merge(parts: list) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]:
-    """Shards back into the manifest's row order; cam_index renumbered to match."""
+def _merge(parts: list) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None, np.ndarray | None]:
+    """Shards (table, cams, attributes, embeddings) back into the manifest's row order; cam_index
+    renumbered to match, so that row i of cams and embeddings belongs to the row with cam_index i."""
     table = pd.concat([p[0] for p in parts], ignore_index=True)
     cams = np.concatenate([p[1] for p in parts])
     order = np.argsort(table["_position"].to_numpy(), kind="stable")
@@ -191,4 +199,15 @@ def _merge(parts: list) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]:
     attributes = None
     if parts[0][2] is not None:
         attributes = pd.concat([p[2] for p in parts], ignore_index=True).iloc[order].reset_index(drop=True)
-    return table, cams[order], attributes
+    embeddings = None
+    if all(p[3] is not None for p in parts):
+        embeddings = np.concatenate([p[3] for p in parts])[order]
+    return table, cams[order], attributes, embeddings
+
+
+def _write_or_remove(path: Path, array: np.ndarray | None) -> None:
+    """Write array atomically; without one remove the file, which belonged to a previous evaluation."""
+    if array is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_npy(path, array)

@@ -32,6 +32,12 @@ class GradCam:
     def logits(self, activations: torch.Tensor) -> torch.Tensor:
         return self.tail(activations)  # (N, classes)
 
+    @torch.no_grad()
+    def logits_and_embeddings(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, classes) logits and (N, d) embeddings (the pooled features that enter the head, e.g.
+        512-d for VGG19), from one pass through the tail."""
+        return self.tail.logits_and_embeddings(activations)
+
     def cam_shape(self, activations: torch.Tensor) -> tuple[int, int]:
         """(h, w) of the maps these activations give."""
         return self.tail.cam_hw(activations)

@@ -1,4 +1,4 @@
-"""Batched prediction with Grad-CAM for the predicted and the true class."""
+"""Batched prediction with Grad-CAM for the predicted and the true class, and each image's embedding."""
 from __future__ import annotations
 
 import os
@@ -22,6 +22,15 @@ class BatchResult:
     probabilities: torch.Tensor  # (N, classes) float32
     predicted: torch.Tensor      # (N,) int64
     cams: torch.Tensor           # (N, 2, h, w) float16: [predicted class, true class], each max 1
+    embeddings: torch.Tensor     # (N, d) float16: the pooled features that enter the head
+
+
+@dataclass
+class LivePrediction:
+    """One uploaded image, in the host's memory."""
+    probabilities: np.ndarray  # (classes,) float32, in the predictor's class order
+    cam: np.ndarray            # (h, w) float32 in [0, 1], for the asked class
+    embedding: np.ndarray      # (d,) float32: comparable with a run's embeddings.npy rows
 
 
 class Predictor:
@@ -57,26 +66,40 @@ class Predictor:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         activations = self.gradcam.activations(images)
-        probabilities = torch.softmax(self.gradcam.logits(activations).float(), dim=1)
+        logits, embeddings = self.gradcam.logits_and_embeddings(activations)
+        probabilities = torch.softmax(logits.float(), dim=1)
         predicted = probabilities.argmax(dim=1)
         cam_pred = normalise_maps(self.gradcam.maps(activations, predicted))
         cam_true = normalise_maps(self.gradcam.maps(activations, labels))
         cams = torch.stack([cam_pred, cam_true], dim=1)
-        return BatchResult(probabilities, predicted, cams.to(torch.float16))
+        return BatchResult(probabilities, predicted, cams.to(torch.float16), embeddings.to(torch.float16))
 
     def cam_shape(self) -> tuple[int, int]:
         """(h, w) of the Grad-CAM maps at this input size."""
         zeros = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
         return self.gradcam.cam_shape(self.gradcam.activations(zeros))
 
-    def predict_with_cam(self, image: Image.Image, target: int | str | None) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (in self.classes' order) and a [0, 1] Grad-CAM map for `target`:
-        a class index or id of self.classes, None for the top class."""
+    def embedding_size(self) -> int:
+        """d of the embeddings (N, d) at this input size."""
+        zeros = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
+        return int(self.gradcam.logits_and_embeddings(self.gradcam.activations(zeros))[1].shape[1])
+
+    def predict_live(self, image: Image.Image, target: int | str | None) -> LivePrediction:
+        """Probabilities, a [0, 1] Grad-CAM map for `target` (a class index or id of self.classes,
+        None for the top class) and the image's embedding, from one trunk pass."""
         batch = self.transform(image.convert("RGB")).unsqueeze(0).to(self.device)
         activations = self.gradcam.activations(batch)
-        probabilities = torch.softmax(self.gradcam.logits(activations).float(), dim=1)[0]
+        logits, embeddings = self.gradcam.logits_and_embeddings(activations)
+        probabilities = torch.softmax(logits.float(), dim=1)[0]
         if isinstance(target, str):
             target = self.classes.index[self.classes.parse(target)]
         target = int(probabilities.argmax()) if target is None else int(target)
         cam = normalise_maps(self.gradcam.maps(activations, target))[0]
-        return probabilities.cpu().numpy(), cam.cpu().float().numpy()
+        # through float16 like the stored embeddings, so that an evaluated image finds itself at similarity 1
+        embedding = embeddings[0].to(torch.float16).float()
+        return LivePrediction(probabilities.cpu().numpy(), cam.cpu().float().numpy(), embedding.cpu().numpy())
+
+    def predict_with_cam(self, image: Image.Image, target: int | str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (in self.classes' order) and a [0, 1] Grad-CAM map for `target` (see predict_live)."""
+        live = self.predict_live(image, target)
+        return live.probabilities, live.cam

@@ -65,6 +65,12 @@ def load_metrics(run_dir: str | os.PathLike) -> dict:
     return read_json(Path(run_dir) / METRICS_FILE)
 
 
+def has_probabilities(metrics: dict) -> bool:
+    """Whether the run's p_<class> columns are its model's probabilities: False only for a run imported with
+    predicted labels alone (metrics.json's has_probabilities: false), whose p_ are one-hot stand-ins."""
+    return metrics.get("has_probabilities", True) is not False
+
+
 def load_predictions(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The predictions, with vote columns present and agreement levels read from the counts
     (a run from another tool may lack agree or disagree; an older EmoLens called 0/0 unanimous), and
@@ -85,7 +91,8 @@ def has_cams(run_dir: str | os.PathLike) -> bool:
 
 
 def load_embeddings(run_dir: str | os.PathLike) -> np.ndarray | None:
-    """(N, d) float32, memory-mapped, row i for predictions row cam_index i; None when the run has none."""
+    """(N, d), memory-mapped, row i for predictions row cam_index i: float16 from training.evaluate, float32
+    from training.import_predictions; None when the run has none (evaluated before embeddings existed)."""
     path = Path(run_dir) / EMBEDDINGS_FILE
     return np.load(path, mmap_mode="r") if path.exists() else None
 

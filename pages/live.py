@@ -1,11 +1,12 @@
-"""Live prediction: upload an image, see the probability of each of the run's classes and Grad-CAM."""
+"""Live prediction: upload an image, see the probability of each of the run's classes, Grad-CAM and the
+evaluated images nearest to it."""
 import numpy as np
 import streamlit as st
 
 from emotion_core.images import DEFAULT_MAX_PIXELS, ImageLoadError, describe_image, load_image
 from emotion_core.overlay import overlay
 from emotion_core.plots import probability_bars
-from pages.shared import frame, ui
+from pages.shared import frame, neighbours_panel, ui
 
 MAX_UPLOAD_MB = 50
 frame.setup_if_run_directly()
@@ -38,7 +39,8 @@ predictor = ui.predictor(run)
 if predictor is None:
     st.stop()
 classes = predictor.classes  # the checkpoint's own classes, in its output order
-probabilities, top_cam = predictor.predict_with_cam(image, None)
+live = predictor.predict_live(image, None)  # one trunk pass: probabilities, top-class Grad-CAM, embedding
+probabilities, top_cam = live.probabilities, live.cam
 top = int(np.argmax(probabilities))
 st.subheader(f"Predicted: {classes.display[top]} ({probabilities[top]:.1%})")
 left, right = st.columns([3, 2])
@@ -52,3 +54,4 @@ with left:
     a.image(overlay(shown, top_cam), caption=f"Grad-CAM: {classes.display[top]} (top class)")
     cam = top_cam if classes.index[chosen] == top else predictor.predict_with_cam(image, classes.index[chosen])[1]
     b.image(overlay(shown, cam), caption=f"Grad-CAM: {classes.display_name(chosen)}")
+neighbours_panel.show(run, vector=live.embedding)

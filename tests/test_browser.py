@@ -213,3 +213,56 @@ def test_an_error_in_a_fragment_rerun_is_one_line_not_a_traceback(demo_workspace
         assert message.count() == 1
         assert page.get_by_text("Traceback").count() == 0
         page.get_by_role("heading", name=heading).wait_for()  # the matrix and the cell's heading stay
+
+
+def test_a_box_drawn_on_the_embedding_map_shows_the_boxed_images(tmp_path):
+    """A real box selection (mouse down, drag, up) on the map's WebGL scatter: the gallery below shows
+    the images inside the box, found from the map file and the plot's own pixel-to-data conversion."""
+    from bench.synthetic_run import make_run
+    from emotion_core.embedding_map import map_path, split_map
+    from emotion_core.fileio import write_npy
+
+    run = make_run(tmp_path, n=90, distinct_images=6, image_size=(40, 30))
+    labels = pd.read_parquet(run / "predictions.parquet")["label_idx"].to_numpy()
+    rng = np.random.default_rng(0)
+    write_npy(run / "embeddings.npy", (rng.normal(0, 1, (8, 32))[labels] + rng.normal(0, 0.3, (90, 32)))
+              .astype(np.float16))
+    points = split_map(run, "test")  # what the page will read (it computes the same map when it is missing)
+    with streamlit_server(tmp_path) as url, chromium_tab() as page:  # not the demo's server: a run of its own
+        page.goto(url)
+        page.get_by_text("Per-class results").wait_for()
+        page.get_by_role("link", name="Embedding map").click()
+        page.get_by_text("No images selected").wait_for()
+        wait_until_idle(page)
+        drag = page.locator(".js-plotly-plot .nsewdrag").first
+        area = drag.bounding_box()
+        start = (area["x"] + area["width"] * 0.15, area["y"] + area["height"] * 0.15)
+        end = (area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.6)
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=12)
+        page.mouse.up()
+        heading = page.get_by_role("heading", name="images selected").or_(
+            page.get_by_role("heading", name="image selected"))
+        heading.first.wait_for()
+        wait_until_idle(page)
+        selected = int(heading.first.inner_text().split(" ")[0].replace(",", ""))
+
+        def boxed(margin: float) -> set[str]:
+            """The map's points inside the dragged box grown by margin pixels (negative: shrunk)."""
+            corners = page.evaluate(
+                """([pixels, margin]) => { const plot = document.querySelector('.js-plotly-plot');
+                     const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
+                     const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+                     return pixels.map(([x, y], i) => [xa.p2d(x - box.left + (i ? margin : -margin)),
+                                                       ya.p2d(y - box.top + (i ? margin : -margin))]); }""",
+                [[list(start), list(end)], margin])
+            (x0, y0), (x1, y1) = corners
+            inside = points["x"].between(min(x0, x1), max(x0, x1)) & points["y"].between(min(y0, y1), max(y0, y1))
+            return set(points.loc[inside, "image_id"])
+
+        inner, outer = boxed(-3), boxed(3)
+        assert 0 < len(inner) <= selected <= len(outer)
+        shown = [t for t in page.get_by_test_id("stMain").locator("strong").all_inner_texts() if t.startswith("img")]
+        assert shown and set(shown) <= outer and len(shown) == min(selected, 12)
+        assert map_path(run, "test").exists()

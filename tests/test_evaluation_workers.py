@@ -149,8 +149,9 @@ def test_the_evaluation_loop_reads_the_device_once_not_per_batch(tmp_path):
         with DeviceReads() as mode:
             result = evaluate_frame(predictor, rows, batch_size=batch_size)
         reads[batch_size] = mode.reads
-    assert reads[5] == reads[2] == ["copy to host"] * 3  # probabilities, classes, CAMs: once each
+    assert reads[5] == reads[2] == ["copy to host"] * 4  # probabilities, classes, CAMs, embeddings: once each
     assert result.cams.shape == (len(rows) - 1, 2, 4, 4) and len(result.table) == len(rows) - 1
+    assert result.embeddings.shape == (len(rows) - 1, 96) and result.embeddings.dtype == np.float16
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

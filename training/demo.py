@@ -98,7 +98,7 @@ def _build(config: DemoConfig, progress: Progress | None, dataset_dir: Path, run
     write_dataset(dataset_dir, manifest, {**import_report.to_dict(), "note": DEMO_NOTE}, classes)
     train_config = TrainConfig(dataset=str(dataset_dir), out=str(run_dir), arch="vgg_small", fc="8", dropout=0.3,
                                input_size=config.image_size, pretrained=False, batch_size=config.batch_size,
-                               workers=0, seed=config.seed, eval_split="dev,test")
+                               workers=0, seed=config.seed, eval_split="train,dev,test")  # train: neighbours
     stages = single_stage(config.lr, config.epochs)
     result = train(train_config, stages, progress=lambda f, text: report(0.12 + 0.8 * f, text))
     write_json(run_dir / "demo.json", {"synthetic_demo": True, "note": DEMO_NOTE,

@@ -115,6 +115,8 @@ PAGES = (
     ("pages/inspector.py", "Image inspector", "🔎", "inspector"),
     ("pages/trends.py", "Trends", "📈", "trends"),
     ("pages/agreement.py", "Vote agreement", "🗳️", "agreement"),
+    ("pages/embedding_map.py", "Embedding map", "🗺️", "embedding-map"),
+    ("pages/label_issues.py", "Label issues", "🏷️", "label-issues"),
     ("pages/compare.py", "Compare runs", "⚖️", "compare"),
     ("pages/live.py", "Live prediction", "📤", "live"),
 )
