@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emotion_core.emotion_metrics import wheel_distances
 from emotion_core.labels import ClassSet, describe_classes
+from emotion_core.ldl_metrics import AGREEMENT_KEY, LDL_KEY, MEASURE_NAMES, MEASURES, distances, voted_distributions
 from emotion_core.metrics import confusion_matrix, evaluation_metrics
 from emotion_core.metrics import per_class_table as scores_per_class
 from emotion_core.report import Column, display_value
@@ -53,6 +55,15 @@ FLIP_COLUMNS = {"level": Column("Votes"), "images": Column("Images", "count"),
                 **{bucket: Column(BUCKET_TITLES[bucket], "count") for bucket in BUCKETS},
                 "net_gain": Column("B's net gain (only B − only A)", "count"),
                 "accuracy_a": Column("Accuracy A", "percent"), "accuracy_b": Column("Accuracy B", "percent")}
+# error_nearness's columns; a pair that no run can fill (wheel off Mikels' eight, votes off LDL) is dropped
+NEARNESS_COLUMNS = {"level": Column("Votes"), "images": Column("Images", "count"),
+                    "errors_a": Column("Errors A", "count"), "errors_b": Column("Errors B", "count"),
+                    "wheel_a": Column("Wheel steps of errors A", "ratio"),
+                    "wheel_b": Column("Wheel steps of errors B", "ratio"),
+                    "voted_pred_a": Column("Votes for the wrong class A", "percent"),
+                    "voted_pred_b": Column("Votes for the wrong class B", "percent"),
+                    "kl_a": Column("KL to the votes A", "ratio"), "kl_b": Column("KL to the votes B", "ratio")}
+NEARNESS_MEANS = ("wheel", "voted_pred", "kl")
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,8 @@ class Comparison:
     """Two runs' predictions of the same images: one row per image both evaluated. Columns: the
     image's own (image_id, path, label, label_idx in `classes` order, votes, agreement_level, ...)
     from run A, and per run pred_a / pred_b, pred_idx_a / _b, confidence_a / _b, correct_a / _b,
-    cam_index_a / _b (when the run has it); bucket (one of BUCKETS)."""
+    cam_index_a / _b (when the run has it), p_<class>_a / _b (when both runs have every class's); bucket
+    (one of BUCKETS)."""
     table: pd.DataFrame
     classes: ClassSet
     split: str
@@ -89,17 +101,25 @@ def check_comparable(dataset_a: str | None, dataset_b: str | None, classes_a: Cl
                          f"B: {describe_classes(classes_b)}): they cannot be compared image by image.")
 
 
-def align(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, *, classes: ClassSet, split: str) -> Comparison:
+def align(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, *, classes: ClassSet, split: str,
+          with_probabilities: tuple[bool, bool] = (True, True)) -> Comparison:
     """The images of `split` both runs evaluated, side by side (an image listed twice counts once, its
-    first row). Raises a one-line ValueError when a run has no prediction on the split, the runs share
-    no image, or an image has different labels in the two runs (not the same dataset)."""
+    first row). with_probabilities: whether each run's p_<class> are its model's probabilities (metrics.json's
+    has_probabilities; False for a labels-only import, whose p_ are one-hot stand-ins): the p_ columns are
+    kept only when both runs have real ones, so no LDL metric or KL is measured on a stand-in. Raises a
+    one-line ValueError when a run has no prediction on the split, the runs share no image, or an image
+    has different labels in the two runs (not the same dataset)."""
     a, b = (_of_split(table, split, name) for table, name in ((predictions_a, "A"), (predictions_b, "B")))
     shared_ids = pd.Index(a["image_id"]).intersection(pd.Index(b["image_id"]))
     if shared_ids.empty:
         raise ValueError(f"The runs evaluated no image in common on the {split} split (run A {len(a):,} images, "
                          f"run B {len(b):,}): they were not evaluated on the same images.")
     image_columns = [c for c in a.columns if c not in RUN_COLUMNS and not str(c).startswith("p_")]
-    run_columns = [c for c in RUN_COLUMNS if c in a.columns and c in b.columns]
+    # each run's p_<class> too (the LDL metrics need both distributions), when both runs have them all
+    probabilities = _probability_columns(classes)
+    both_have_probabilities = all(with_probabilities) and all(c in a and c in b for c in probabilities)
+    run_columns = ([c for c in RUN_COLUMNS if c in a.columns and c in b.columns]
+                   + (probabilities if both_have_probabilities else []))
     left = a[image_columns + run_columns].rename(columns={c: f"{c}_a" for c in run_columns})
     right = b[["image_id", "label", *run_columns]].rename(columns={"label": "label_b",
                                                                    **{c: f"{c}_b" for c in run_columns}})
@@ -111,6 +131,10 @@ def align(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, *, classes: 
                          "they were not evaluated on the same dataset.")
     _index_in(table, classes)
     return Comparison(table.reset_index(drop=True), classes, split, len(a) - len(shared_ids), len(b) - len(shared_ids))
+
+
+def _probability_columns(classes: ClassSet) -> list[str]:
+    return [f"p_{name}" for name in classes.names]
 
 
 def _of_split(table: pd.DataFrame, split: str, run: str) -> pd.DataFrame:
@@ -154,11 +178,13 @@ def bucket_rows(comparison: Comparison, bucket: str) -> pd.DataFrame:
 
 def run_view(comparison: Comparison, run: str) -> pd.DataFrame:
     """One run's predictions of the compared images as a predictions table (label_idx, pred_idx,
-    pred, confidence, correct and the votes), for the functions written for one run."""
+    pred, confidence, correct, p_<class> when both runs have them, and the votes), for the functions
+    written for one run."""
     table = comparison.table
-    suffixed = [f"{column}_{side}" for column in RUN_COLUMNS for side in ("a", "b")]
+    per_run = (*RUN_COLUMNS, *_probability_columns(comparison.classes))
+    suffixed = [f"{column}_{side}" for column in per_run for side in ("a", "b")]
     view = table.drop(columns=[c for c in table.columns if c in suffixed] + ["bucket"])
-    for column in RUN_COLUMNS:
+    for column in per_run:
         if f"{column}_{run}" in table:
             view[column] = table[f"{column}_{run}"]
     return view
@@ -289,6 +315,8 @@ SCORES = {
     "EMC (Zhao et al. 2024)": ("ratio", True),
     "Expected calibration error (15 bins)": ("percent", False),
     "Confidence vs vote agreement (Spearman ρ)": ("ratio", True),
+    "p(label) vs agree share (Spearman ρ)": ("ratio", True),
+    **{f"LDL {MEASURE_NAMES[m]}": ("ratio", higher) for m, higher in MEASURES.items()},
 }
 
 
@@ -296,9 +324,11 @@ def _scores(metrics: dict) -> dict[str, float]:
     """The SCORES of one run's evaluation_metrics payload; a metric it lacks or leaves empty is absent."""
     polarity, calibration = metrics.get("polarity") or {}, metrics.get("calibration") or {}
     agreement = metrics.get("confidence_vs_agreement") or {}
+    label_agreement, ldl = metrics.get(AGREEMENT_KEY) or {}, metrics.get(LDL_KEY) or {}
     values = dict(zip(SCORES, (metrics.get("accuracy"), metrics.get("macro_f1"), polarity.get("accuracy"),
                                polarity.get("cross_polarity_error_share"), metrics.get("ecc"), metrics.get("emc"),
-                               calibration.get("ece"), agreement.get("spearman"))))
+                               calibration.get("ece"), agreement.get("spearman"), label_agreement.get("spearman"),
+                               *(ldl.get(m) for m in MEASURES))))
     return {name: float(value) for name, value in values.items() if value is not None and np.isfinite(value)}
 
 
@@ -345,15 +375,88 @@ def flips_sentence(flips: pd.DataFrame) -> str:
             f"(net {signed(gained - lost)}): " + "; ".join(parts) + ".")
 
 
+def error_nearness(comparison: Comparison) -> pd.DataFrame:
+    """Are a run's errors "nearer"? Per vote level (as flips_by_agreement) and run: its errors, their mean
+    steps on Mikels' wheel from the label (Mikels' eight only), the mean share of the annotators' votes
+    that went to the class it wrongly predicted (per-class vote distributions only: a wrong answer some
+    annotators gave too), and the mean KL(votes || predicted) over all the level's images (distributions
+    and both runs' probabilities only). Means over no errors are NaN; columns no run can fill are left out."""
+    table, classes = comparison.table, comparison.classes
+    steps = wheel_distances(classes)
+    voted = voted_distributions(table, classes)
+    per_run = {}
+    for run in ("a", "b"):
+        view = run_view(comparison, run)
+        wrong = ~view["correct"].to_numpy(dtype=bool)
+        label, pred = view["label_idx"].to_numpy(), view["pred_idx"].to_numpy()
+        has_p = all(c in view for c in _probability_columns(classes))
+        per_run[run] = {
+            "wrong": wrong,
+            "wheel": steps[label, pred].astype(float) if steps is not None else None,
+            "voted_pred": voted[np.arange(len(view)), pred] if voted is not None else None,
+            "kl": distances(view, classes)["kl"].to_numpy() if voted is not None and has_p else None}
+    rows = []
+    for level in LEVELS:
+        of_level = (table["agreement_level"] == level).to_numpy()
+        if not of_level.any():
+            continue
+        row = {"level": LEVEL_NAMES[level], "images": int(of_level.sum())}
+        for run, values in per_run.items():
+            errors = of_level & values["wrong"]
+            row[f"errors_{run}"] = int(errors.sum())
+            for key in NEARNESS_MEANS[:2]:  # over the run's errors
+                row[f"{key}_{run}"] = _mean(values[key], errors)
+            row[f"kl_{run}"] = _mean(values["kl"], of_level)
+        rows.append(row)
+    result = pd.DataFrame(rows, columns=list(NEARNESS_COLUMNS))
+    unfilled = [f"{key}_{run}" for key in NEARNESS_MEANS for run in ("a", "b")
+                if result[[f"{key}_a", f"{key}_b"]].isna().all(axis=None)]
+    return result.drop(columns=unfilled)
+
+
+def nearness_columns(nearness: pd.DataFrame) -> dict[str, Column]:
+    """NEARNESS_COLUMNS that this error_nearness table has (for format_table)."""
+    return {name: column for name, column in NEARNESS_COLUMNS.items() if name in nearness}
+
+
+def _mean(values: np.ndarray | None, mask: np.ndarray) -> float:
+    """The mean of values over the mask's finite entries; NaN when there are none (or no values)."""
+    if values is None:
+        return float("nan")
+    chosen = values[mask]
+    chosen = chosen[np.isfinite(chosen)]
+    return float(chosen.mean()) if len(chosen) else float("nan")
+
+
+def nearness_sentence(nearness: pd.DataFrame) -> str:
+    """The divided images' answer in words: 'On the 12 strongly divided images run A makes 5 errors, run B 3;
+    their errors lie 2.2 and 1.3 wheel steps from the label; ...'. '' when no image is divided."""
+    divided = nearness[nearness["level"] == LEVEL_NAMES[STRONGLY_DIVIDED]]
+    if divided.empty:
+        return ""
+    row = divided.iloc[0]
+    parts = [f"On the {row['images']:,} strongly divided images run A makes {row['errors_a']:,} errors, "
+             f"run B {row['errors_b']:,}"]
+    for key, words, fmt in (("wheel", "their errors lie {} and {} wheel steps from the label", "{:.1f}"),
+                            ("voted_pred", "{} and {} of the votes went to the class they wrongly chose", "{:.0%}"),
+                            ("kl", "KL to the votes {} and {}", "{:.3f}")):
+        if f"{key}_a" in row and not (pd.isna(row[f"{key}_a"]) and pd.isna(row[f"{key}_b"])):
+            shown = ("–" if pd.isna(row[f"{key}_{r}"]) else fmt.format(row[f"{key}_{r}"]) for r in ("a", "b"))
+            parts.append(words.format(*shown))
+    return "; ".join(parts) + " (A, then B)."
+
+
 def statistics(comparison: Comparison) -> dict:
     """Everything the Compare page and the report show of a comparison: metrics (metric_table), classes
     (class_table), ci (accuracy_difference), mcnemar, flips (flips_by_agreement), flips_sentence,
+    nearness (error_nearness), nearness_sentence,
     difference (difference_matrix) and buckets (bucket_counts)."""
     correct_a, correct_b = comparison.table["correct_a"], comparison.table["correct_b"]
-    flips = flips_by_agreement(comparison)
+    flips, nearness = flips_by_agreement(comparison), error_nearness(comparison)
     return {"metrics": metric_table(comparison), "classes": class_table(comparison),
             "ci": accuracy_difference(correct_a, correct_b), "mcnemar": mcnemar(correct_a, correct_b),
-            "flips": flips, "flips_sentence": flips_sentence(flips),
+            "flips": flips, "flips_sentence": flips_sentence(flips), "nearness": nearness,
+            "nearness_sentence": nearness_sentence(nearness),
             "difference": difference_matrix(comparison), "buckets": bucket_counts(comparison)}
 
 

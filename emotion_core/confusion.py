@@ -9,6 +9,7 @@ import pandas as pd
 from emotion_core.dataset_attributes import filter_mask, range_mask
 from emotion_core.labels import FI_CLASSES, ClassSet
 from emotion_core.metrics import confusion_matrix
+from emotion_core.multilabel import GAP_SORT_KEYS, vote_gap
 from emotion_core.report import Column
 from emotion_core.votes import (
     NO_VOTES,
@@ -103,9 +104,10 @@ def filter_and_sort(rows: pd.DataFrame, *, votes: str = ALL_VOTES,
     confidence range (inclusive), only_ids (e.g. the images with some tags) when given, dataset
     attributes ({'attr_scene': ['graveyard'], 'attr_object': ['Sky']}: one of the values of each
     attribute named) when given, numeric dataset attributes within ranges ({'attr_brightness':
-    (0.2, 0.5)}, inclusive; an image without the value is left out) when given, sort order."""
-    if sort not in SORT_KEYS:
-        raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS)}")
+    (0.2, 0.5)}, inclusive; an image without the value is left out) when given, sort order (SORT_KEYS,
+    or multilabel.GAP_SORT_KEYS: largest distance between predicted and voted first, no votes last)."""
+    if sort not in SORT_KEYS + GAP_SORT_KEYS:
+        raise ValueError(f"unknown sort {sort!r}; valid: {', '.join(SORT_KEYS + GAP_SORT_KEYS)}")
     if votes not in VOTE_FILTERS:
         raise ValueError(f"unknown vote filter {votes!r}; valid: {', '.join(VOTE_FILTERS)}")
     keep = rows["confidence"].between(confidence[0], confidence[1])
@@ -117,6 +119,11 @@ def filter_and_sort(rows: pd.DataFrame, *, votes: str = ALL_VOTES,
         keep &= filter_mask(rows, attributes)
     if ranges:
         keep &= range_mask(rows, ranges)
+    if sort in GAP_SORT_KEYS:
+        kept = rows[keep]
+        order = pd.DataFrame({"gap": vote_gap(kept, sort).to_numpy(), "image_id": kept["image_id"].to_numpy()})
+        return kept.iloc[order.sort_values(["gap", "image_id"], ascending=[False, True], na_position="last",
+                                          kind="stable").index]
     column = "confidence" if sort.startswith("confidence") else "agreement"
     ascending = "low first" in sort
     return rows[keep].sort_values([column, "image_id"], ascending=[ascending, True], na_position="last",

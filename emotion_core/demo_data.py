@@ -12,8 +12,10 @@ whatever its seed, CPU or thread count:
   contentment with animal faces on a sad scene    -> Sadness     (non-human faces)
   sadness as sad words on a cheerful scene        -> Amusement   (text in images)
 Planted images are never in the training split and added to dev and test in numbers that
-give every planted cell several images. They also get more divided simulated votes, like
-FI's ambiguous images.
+give every planted cell several images. Images with a trait (planted, or a confounder: a look
+shared with another emotion) get divided simulated votes, never unanimous, like FI's ambiguous
+images; the others mostly agree. So the votes say something about the pictures: a model trained
+on them (training.train --target votes) can learn which looks are ambiguous.
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ def generate(n_per_class: int, size: int = 64, seed: int = 0,
             for trait in _assign_traits(label, part, count, rng):
                 mode = _MODES.get((label, trait))
                 image = _draw(label, trait, size, rng, looks_like=mode.looks_like if mode else None)
-                agree, disagree = simulate_votes(rng, ambiguous=mode is not None)
+                agree, disagree = simulate_votes(rng, ambiguous=bool(trait))
                 items.append(DemoImage(image, label, trait, agree, disagree, part))
     return items
 
@@ -113,11 +115,12 @@ def _assign_traits(label: str, part: str, count: int, rng: np.random.Generator) 
 
 
 def simulate_votes(rng: np.random.Generator, ambiguous: bool, voters: int = 5) -> tuple[int, int]:
-    """Agree votes of a majority-positive image; ambiguous images split more often."""
+    """(agree, disagree) of a majority-positive image: each voter agrees with probability 0.88, or 0.62 on
+    an ambiguous image, which also always has a disagree vote (3/2 or 4/1 of 5, never unanimous)."""
     p = 0.62 if ambiguous else 0.88
     while True:
         agree = int(rng.binomial(voters, p))
-        if agree > voters - agree:
+        if agree > voters - agree and not (ambiguous and agree == voters):
             return agree, voters - agree
 
 

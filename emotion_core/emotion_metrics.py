@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from emotion_core.labels import MIKELS_POSITIVE, MIKELS_WHEEL, ClassSet
+from emotion_core.ldl_metrics import AGREEMENT_KEY, LDL_KEY, label_probability_vs_agreement, ldl_metrics
 from emotion_core.votes import NO_VOTES, NON_UNANIMOUS, STRONGLY_DIVIDED, UNANIMOUS, vote_agreement, vote_levels
 
 POSITIVE, NEGATIVE = "positive", "negative"
@@ -29,7 +30,13 @@ AGREEMENT_ORDER = (UNANIMOUS, NON_UNANIMOUS, STRONGLY_DIVIDED)
 LEVEL_NAMES = {UNANIMOUS: "unanimous", NON_UNANIMOUS: "non-unanimous, not strongly divided",
                STRONGLY_DIVIDED: "strongly divided"}
 # the keys emotion_aware_metrics may add to a split's metrics.json entry
-KEYS = ("polarity", "ecc", "emc", "calibration", "confidence_vs_agreement")
+KEYS = ("polarity", "ecc", "emc", "calibration", "confidence_vs_agreement", LDL_KEY, AGREEMENT_KEY)
+# those measured on the predicted distribution against the votes (added later than the others: a run
+# evaluated before them has the rest); never for a run imported with labels only, whose p_<class> columns
+# are one-hot stand-ins (metrics.json's has_probabilities: false), not the model's probabilities
+LDL_KEYS = (LDL_KEY, AGREEMENT_KEY)
+LABELS_ONLY_NOTE = ("No LDL metrics or p(label) vs agree share: this run was imported with labels only, so it has no "
+                    "predicted distribution to measure against the votes.")
 
 
 def class_polarities(classes: ClassSet) -> list[str] | None:
@@ -172,9 +179,21 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]
     return float(result.statistic), float(result.pvalue)
 
 
-def emotion_aware_metrics(predictions: pd.DataFrame, counts: np.ndarray, classes: ClassSet) -> dict[str, Any]:
+def ldl_entries(predictions: pd.DataFrame, classes: ClassSet, *, has_probabilities: bool = True) -> dict[str, Any]:
+    """The LDL_KEYS entries that apply: LDL measures (per-class vote distributions), p(label) against the agree
+    share (FI-style votes); none without the run's own probabilities (has_probabilities False: labels only)."""
+    if not has_probabilities:
+        return {}
+    entries = ((LDL_KEY, ldl_metrics(predictions, classes)),  # per-class vote distributions only
+               (AGREEMENT_KEY, label_probability_vs_agreement(predictions, classes)))  # FI-style votes
+    return {key: value for key, value in entries if value is not None}
+
+
+def emotion_aware_metrics(predictions: pd.DataFrame, counts: np.ndarray, classes: ClassSet, *,
+                          has_probabilities: bool = True) -> dict[str, Any]:
     """The emotion-aware entries of one split's metrics.json: only those defined for this class set
-    and table (see the module docstring); counts is the split's confusion matrix in model order."""
+    and table (see the module docstring); counts is the split's confusion matrix in model order;
+    has_probabilities False (labels-only import) leaves out the LDL_KEYS."""
     result: dict[str, Any] = {}
     polarity = polarity_metrics(counts, classes)
     if polarity is not None:
@@ -186,20 +205,35 @@ def emotion_aware_metrics(predictions: pd.DataFrame, counts: np.ndarray, classes
                        ("confidence_vs_agreement", confidence_vs_agreement(predictions))):
         if value is not None:
             result[key] = value
-    return result
+    return result | ldl_entries(predictions, classes, has_probabilities=has_probabilities)
 
 
-def split_emotion_metrics(split_metrics: dict, predictions: pd.DataFrame | None, classes: ClassSet) -> dict:
-    """A split's emotion-aware metrics: those stored in metrics.json, or for a run evaluated before they
-    existed, computed from its predictions (empty when there are none)."""
-    if any(key in split_metrics for key in KEYS):
-        return {key: split_metrics[key] for key in KEYS if key in split_metrics}
+def split_emotion_metrics(split_metrics: dict, predictions: pd.DataFrame | None, classes: ClassSet, *,
+                          has_probabilities: bool = True) -> dict:
+    """A split's emotion-aware metrics: those stored in metrics.json, and what a run evaluated before they
+    existed lacks, computed from its predictions when given: all of them, or only the LDL_KEYS (a run
+    evaluated between the two has polarity and calibration but no LDL entries). has_probabilities:
+    metrics.json's (False for a labels-only import: no LDL_KEYS)."""
+    stored = {key: split_metrics[key] for key in KEYS if key in split_metrics}
     if predictions is None or not len(predictions):
-        return {}
-    from emotion_core.metrics import confusion_matrix
+        return stored
+    if not stored:
+        from emotion_core.metrics import confusion_matrix
 
-    counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(classes))
-    return emotion_aware_metrics(predictions, counts, classes)
+        counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(classes))
+        return emotion_aware_metrics(predictions, counts, classes, has_probabilities=has_probabilities)
+    if not lacks_ldl_entries(stored, has_probabilities):
+        return stored
+    return stored | ldl_entries(predictions, classes, has_probabilities=has_probabilities)
+
+
+def lacks_ldl_entries(split_metrics: dict, has_probabilities: bool = True) -> bool:
+    """Whether split_emotion_metrics would look at the predictions for this split's metrics.json entry: it has no
+    emotion-aware metric at all, or (for a run with probabilities) no LDL_KEYS entry. A run whose dataset has
+    no votes lacks them too; computing finds nothing there, cheaply."""
+    if not any(key in split_metrics for key in KEYS):
+        return True
+    return has_probabilities and not any(key in split_metrics for key in LDL_KEYS)
 
 
 def severity_notes(classes: ClassSet) -> list[list[str]] | None:
@@ -236,4 +270,7 @@ def summary_text(aware: dict) -> str:
     tracking = aware.get("confidence_vs_agreement")
     if tracking and tracking["spearman"] is not None:
         parts.append(f"confidence vs vote agreement Spearman rho {tracking['spearman']:.2f}")
+    label_tracking = aware.get(AGREEMENT_KEY)
+    if label_tracking and label_tracking["spearman"] is not None:
+        parts.append(f"p(label) vs agree share Spearman rho {label_tracking['spearman']:.2f}")
     return " · ".join(parts)

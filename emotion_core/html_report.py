@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from emotion_core.confusion import VOTE_GROUP_COLUMNS, accuracy_by_agreement, accuracy_by_vote_group
-from emotion_core.emotion_metrics import LEVEL_NAMES, split_emotion_metrics
+from emotion_core.emotion_metrics import LABELS_ONLY_NOTE, LEVEL_NAMES, split_emotion_metrics
 from emotion_core.labels import ClassSet, run_classes
+from emotion_core.ldl_metrics import AGREEMENT_KEY, LDL_KEY, MEASURES, measure_label
 from emotion_core.report import PAPER_COLUMNS, Column, display_value, format_table, paper_table
-from emotion_core.runs import demo_note, has_cams, load_cams, load_metrics, load_predictions, predictions_of_split
+from emotion_core.runs import (demo_note, has_cams, has_probabilities, load_cams, load_metrics, load_predictions,
+                               predictions_of_split)
 from emotion_core.votes import votes_description
 
 TOP_CELLS = 3         # the largest confusions shown with their images
@@ -265,6 +267,11 @@ class RunData:
     def split_metrics(self) -> dict:
         return self.metrics["splits"][self.split]
 
+    @property
+    def has_probabilities(self) -> bool:
+        """False for a labels-only import (its p_<class> are one-hot stand-ins)."""
+        return has_probabilities(self.metrics)
+
 
 def read_run(run_dir: str | os.PathLike, split: str | None = None) -> RunData:
     """A run's metrics, class set and one split's predictions; a one-line ValueError when it is not an
@@ -353,12 +360,15 @@ def _agreement(run: RunData) -> list[Block]:
 
 
 def _emotion_aware(run: RunData) -> list[Block]:
-    aware = split_emotion_metrics(run.split_metrics, run.predictions, run.classes)
+    aware = split_emotion_metrics(run.split_metrics, run.predictions, run.classes,
+                                  has_probabilities=run.has_probabilities)
     if not aware:
         return []
     rows = emotion_metric_rows(aware)
     blocks: list[Block] = [Heading("Emotion-aware evaluation"),
                            Table(pd.DataFrame(rows, columns=["Metric", "Value", "What it measures"]))]
+    if not run.has_probabilities:
+        blocks.append(Paragraph(LABELS_ONLY_NOTE))
     calibration = aware.get("calibration")
     if calibration:
         bins = pd.DataFrame(calibration["reliability"])
@@ -399,6 +409,15 @@ def emotion_metric_rows(aware: dict) -> list[list[str]]:
         p_value = "" if tracking["p_value"] is None else f", p {display_value(tracking['p_value'], 'p')}"
         rows.append(["Confidence vs vote agreement (Spearman ρ)", rho,
                      f"over {tracking['images']:,} images with votes{p_value}"])
+    label_tracking, ldl = aware.get(AGREEMENT_KEY), aware.get(LDL_KEY)
+    if label_tracking:
+        rho = "—" if label_tracking["spearman"] is None else f"{label_tracking['spearman']:.3f}"
+        rows.append(["p(label) vs agree share (Spearman ρ)", rho,
+                     f"the predicted probability of the label against the agree share, {label_tracking['images']:,} "
+                     "images"])
+    for measure in MEASURES if ldl else ():
+        rows.append([f"LDL {measure_label(measure)}", f"{ldl[measure]:.3f}",
+                     f"predicted vs voted distribution, mean over {ldl['images']:,} images (Geng's LDL survey)"])
     return rows
 
 
@@ -458,7 +477,8 @@ def _comparison(a: RunData, b: RunData) -> list[Block]:
     from emotion_core import compare
 
     compare.check_comparable(a.metrics.get("dataset"), b.metrics.get("dataset"), a.classes, b.classes)
-    comparison = compare.align(a.predictions, b.predictions, classes=a.classes, split=a.split)
+    comparison = compare.align(a.predictions, b.predictions, classes=a.classes, split=a.split,
+                               with_probabilities=(a.has_probabilities, b.has_probabilities))
     blocks: list[Block] = [Heading(f"Comparison: A = {a.path.name}, B = {b.path.name}")]
     if comparison.note:
         blocks.append(Paragraph(comparison.note))
@@ -477,6 +497,10 @@ def _comparison(a: RunData, b: RunData) -> list[Block]:
                             + "."))
     blocks += [Paragraph(stats["flips_sentence"]),
                Table(format_table(stats["flips"], compare.FLIP_COLUMNS), "Flips by vote agreement"),
+               *([Paragraph(stats["nearness_sentence"])] if stats["nearness_sentence"] else []),
+               Table(format_table(stats["nearness"], compare.nearness_columns(stats["nearness"])),
+                     "Are the errors nearer? Per vote level and run: errors, their wheel steps from the label, the "
+                     "votes the wrongly chosen class got, KL to the votes (what the dataset allows)"),
                Heatmap(stats["difference"], list(a.classes.display), list(a.classes.display),
                        "Difference matrix: B's images minus A's per cell (blue: more in B, red: fewer)",
                        diverging=True)]

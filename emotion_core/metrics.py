@@ -30,10 +30,12 @@ def per_class_table(counts: np.ndarray, classes: Iterable[str] = FI_CLASSES) -> 
                          "f1": f1, "support": support.astype(int)})
 
 
-def evaluation_metrics(predictions: pd.DataFrame, classes: Iterable[str] = FI_CLASSES) -> dict:
+def evaluation_metrics(predictions: pd.DataFrame, classes: Iterable[str] = FI_CLASSES, *,
+                       has_probabilities: bool = True) -> dict:
     """The metrics.json payload of one split for a predictions table (label_idx / pred_idx
     columns indexing `classes`, a ClassSet or a list of ids in model order), with the emotion-aware
-    metrics that apply (emotion_core.emotion_metrics: polarity, ECC/EMC, calibration, agreement)."""
+    metrics that apply (emotion_core.emotion_metrics: polarity, ECC/EMC, calibration, agreement, LDL;
+    has_probabilities False, a labels-only import: no LDL entries)."""
     class_set = classes if isinstance(classes, ClassSet) else class_set_from(list(classes))
     names = list(class_set.names)
     counts = confusion_matrix(predictions["label_idx"], predictions["pred_idx"], len(names))
@@ -46,5 +48,5 @@ def evaluation_metrics(predictions: pd.DataFrame, classes: Iterable[str] = FI_CL
         "macro_f1": float(table["f1"].mean()),
         "per_class": table.to_dict(orient="records"),
         "confusion_matrix": counts.tolist(),
-        **emotion_aware_metrics(predictions, counts, class_set),
+        **emotion_aware_metrics(predictions, counts, class_set, has_probabilities=has_probabilities),
     }

@@ -2,11 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from emotion_core.compare import FLIP_COLUMNS, METRIC_COLUMNS, PER_CLASS_COLUMNS, Comparison, signed
+from emotion_core.compare import (FLIP_COLUMNS, METRIC_COLUMNS, PER_CLASS_COLUMNS, Comparison, nearness_columns,
+                                  signed)
 from emotion_core.confusion import cell_from_selection
 from emotion_core.plots import difference_figure
 from emotion_core.report import display_value
-from emotion_core.runs import RunInfo
+from emotion_core.runs import RunInfo, has_probabilities
 from emotion_core.votes import missing_votes_note
 from pages.shared import compare_gallery as cg
 from pages.shared import frame, reports, ui
@@ -37,7 +38,8 @@ for note in (comparison.note,
     if note:
         st.info(note)
 
-st.caption(f"{len(table):,} images of the {split} split, evaluated by both · A: {run_a.name} · B: {run_b.name}")
+st.caption(f"{len(table):,} images of the {split} split, evaluated by both · A: {cg.run_name(run_a)} · "
+           f"B: {cg.run_name(run_b)}")
 ci, test = stats["ci"], stats["mcnemar"]
 interval = ("no interval (too few images)" if pd.isna(ci["low"]) else
             f"{ci['confidence_level']:.0%} paired bootstrap interval {signed(ci['low'] * 100, '{:.1f}')} to "
@@ -57,8 +59,15 @@ st.download_button("Download the comparison report (HTML)", lambda: reports.repo
 
 metrics_tab, classes_tab, flips_tab = st.tabs(["Metrics", "Per class", "Flips by vote agreement"])
 with metrics_tab:
-    st.caption("Recomputed on the images both runs evaluated; emotion-aware metrics where the class set has them.")
+    st.caption("Recomputed on the images both runs evaluated; emotion-aware metrics where the class set has them, "
+               "LDL distances (Chebyshev, Clark, Canberra, KL: lower is better; cosine, intersection: higher) where "
+               "the dataset has vote distributions.")
     ui.show_table(stats["metrics"], METRIC_COLUMNS)
+    labels_only = [name for name, run in (("A", run_a), ("B", run_b)) if not has_probabilities(ui.metrics(run))]
+    if labels_only:
+        who = f"Run {labels_only[0]} was" if len(labels_only) == 1 else "Both runs were"
+        st.caption(f"{who} imported with labels only: no LDL metric, p(label) or KL is compared (one-hot stand-ins "
+                   "are not a predicted distribution).")
 with classes_tab:
     st.caption("Recall is the class's accuracy; the exact McNemar test on each true class's images, "
                "q-values by Benjamini-Hochberg across the classes.")
@@ -69,6 +78,13 @@ with flips_tab:
     no_votes = missing_votes_note(table)
     if no_votes:
         st.caption(f"{no_votes} Every flip is counted under “no votes”.")
+    st.markdown("**Are the errors nearer?**")
+    st.caption("Per vote level and run: its errors, their mean steps on Mikels' wheel from the label, the mean "
+               "share of the votes that went to the class it wrongly chose (datasets with vote distributions), and "
+               "the mean KL divergence from the votes to the predicted distribution over all the level's images.")
+    if stats["nearness_sentence"]:
+        st.markdown(stats["nearness_sentence"])
+    ui.show_table(stats["nearness"], nearness_columns(stats["nearness"]))
 
 
 def apply_click() -> None:

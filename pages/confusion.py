@@ -4,7 +4,7 @@ import streamlit as st
 
 from emotion_core.confusion import MATRIX_VIEWS, cell_from_selection, cell_summary, summary_sentence
 from emotion_core.runs import RunInfo
-from pages.shared import frame, gallery, ui
+from pages.shared import frame, gallery, multilabel_view, ui
 
 frame.setup_if_run_directly()
 run = ui.require_run()
@@ -50,6 +50,9 @@ def matrix_and_cell(run: RunInfo, predictions: pd.DataFrame) -> None:
     true, pred = ui.cell_pickers(predictions, classes)
     rows = ui.cell_rows(run, true, pred)
     st.subheader(summary_sentence(true, pred, cell_summary(rows), classes=classes))
+    threshold = multilabel_view.view_controls()
+    if threshold is not None:  # beside accuracy, never instead of it
+        st.caption(multilabel_view.covered_line(run, rows, true, pred, threshold))
     gallery.cell_gallery(run, rows, true, pred)
 
 

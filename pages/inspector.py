@@ -3,9 +3,9 @@ import numpy as np
 import streamlit as st
 
 from emotion_core.dataset_attributes import describe
-from emotion_core.plots import probability_bars, vote_bars
+from emotion_core.plots import vote_bars
 from emotion_core.votes import vote_distribution
-from pages.shared import frame, gallery, ui
+from pages.shared import frame, gallery, multilabel_view, neighbours_panel, ui
 
 frame.setup_if_run_directly()
 run = ui.require_run()
@@ -25,9 +25,9 @@ def show(image_id: str) -> None:
 ids = gallery.cell_image_ids(run, predictions)
 linked, last = st.query_params.get("image"), st.session_state.get(ui.INSPECT)
 candidates = [linked, last if last in ids else None, ids[0] if ids else None, last, predictions["image_id"].iloc[0]]
-current = next(i for i in candidates if ui.prediction_row(run, i) is not None)
+current = next(i for i in candidates if ui.prediction_row_any_split(run, i) is not None)  # a neighbour: any split
 st.session_state[ui.INSPECT] = current
-row = ui.prediction_row(run, current)
+row = ui.prediction_row_any_split(run, current)
 if current in ids:
     position = ids.index(current)
     back, where, forward = st.columns([1, 3, 1])
@@ -42,7 +42,8 @@ probabilities = row[[f"p_{e}" for e in classes.names]].to_numpy(dtype=float)
 st.subheader(f"{current}: {classes.display_name(row['label'])} → predicted {classes.display_name(row['pred'])} "
              f"({row['confidence']:.0%})")
 st.markdown(gallery.votes_text(row, classes, ui.vote_shares(run)))
-st.caption(f"File: `{row['path']}`")
+st.caption(f"File: `{row['path']}`" + (f" · a {row['split']} image (the sidebar shows {st.session_state[ui.SPLIT]})"
+                                       if row["split"] != st.session_state.get(ui.SPLIT) else ""))
 dataset_attributes = describe(row)  # the dataset's own (EmoSet's scene, objects, ...; Emotion6's valence, arousal)
 if dataset_attributes:
     st.caption(f"Dataset attributes: {gallery.escape_markdown(dataset_attributes)}")
@@ -50,7 +51,7 @@ if not run.has_model:
     st.info(ui.NO_MODEL)
 image_col, info_col = st.columns([3, 2])
 with info_col:
-    st.plotly_chart(probability_bars(probabilities, classes=classes))
+    multilabel_view.predicted_beside_votes(row, probabilities, classes)  # beside the votes where there are any
     distribution = vote_distribution(row)
     if distribution and sum(distribution.values()) > 0:  # LDL, Emotion6: every class's votes
         st.caption("Annotator votes (the label's class in red)")
@@ -82,6 +83,7 @@ with image_col:
         if cam is not None:
             ui.show_image(ui.cam_overlay(run, row["path"], cam, cam_key), caption=f"Grad-CAM: {classes.display_name(target)}")
 
+neighbours_panel.show(run, image_id=current, own_split=row["split"], given_label=row["label"])
 store, dataset = ui.tag_store(), ui.dataset_key(run)
 if store:
     st.subheader("Tags")

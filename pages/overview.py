@@ -2,14 +2,23 @@
 import pandas as pd
 import streamlit as st
 
-from emotion_core.emotion_metrics import LEVEL_NAMES, split_emotion_metrics
+from emotion_core.emotion_metrics import LABELS_ONLY_NOTE, LEVEL_NAMES, lacks_ldl_entries, split_emotion_metrics
 from emotion_core.labels import ClassSet
+from emotion_core.ldl_metrics import AGREEMENT_KEY, LDL_KEY, MEASURES, measure_label
 from emotion_core.plots import learning_curves, per_class_bars, reliability_figure
 from emotion_core.report import PAPER_COLUMNS, Column, display_value, paper_table
+from emotion_core.runs import has_probabilities
 from pages.shared import frame, reports, ui
 
 AGREEMENT_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "count"),
                      "accuracy": Column("Accuracy", "percent"), "mean_confidence": Column("Mean confidence", "percent")}
+# accuracy and confidence per level are in the emotion-aware section's table already
+LABEL_PROBABILITY_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "count"),
+                             "mean_label_probability": Column("Mean predicted p(label)", "percent")}
+MEASURE_HELP = {"chebyshev": "max over classes of |predicted − voted|", "clark": "sqrt(Σ (p − q)² / (p + q)²)",
+                "canberra": "Σ |p − q| / (p + q)", "kl": "KL(votes ‖ predicted) = Σ q ln(q / p)",
+                "cosine": "Σ p q / (‖p‖ ‖q‖)",
+                "intersection": "Σ min(p, q): the share both distributions have in common"}
 
 frame.setup_if_run_directly()
 run = ui.require_run()
@@ -17,8 +26,11 @@ metrics = ui.metrics(run)
 classes = ui.classes(run)
 split = st.session_state[ui.SPLIT]
 split_metrics = metrics["splits"][split]
+with_probabilities = has_probabilities(metrics)  # False: a labels-only import, no distribution to measure
 st.title(f"Run {run.name}")
-st.caption(f"Dataset: `{metrics.get('dataset', '?')}` · split **{split}**")
+trained = ui.training_target(run)
+st.caption(f"Dataset: `{metrics.get('dataset', '?')}` · split **{split}**"
+           + (f" · trained on: {trained}" if trained else ""))
 
 left, middle, right = st.columns(3)
 left.metric("Accuracy", f"{split_metrics['accuracy']:.1%}")
@@ -44,17 +56,20 @@ st.plotly_chart(per_class_bars(pd.DataFrame(split_metrics["per_class"]), classes
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _computed_emotion_metrics(run_path: str, mtime: float, split: str, _predictions: pd.DataFrame,
-                              _classes: ClassSet) -> dict:
-    """For a run evaluated before metrics.json held them: computed once per run, file version and split."""
-    return split_emotion_metrics({}, _predictions, _classes)
+def _computed_emotion_metrics(run_path: str, mtime: float, split: str, with_probabilities: bool, _split_metrics: dict,
+                              _predictions: pd.DataFrame, _classes: ClassSet) -> dict:
+    """For a run evaluated before metrics.json held them (all, or the LDL entries only): computed once per
+    run, file version (re-evaluating rewrites metrics.json and the predictions together) and split."""
+    return split_emotion_metrics(_split_metrics, _predictions, _classes, has_probabilities=with_probabilities)
 
 
-def emotion_aware_section() -> None:
-    """Polarity, ECC/EMC, calibration and confidence vs votes: what metrics.json holds, or computed."""
+def emotion_aware_section() -> dict:
+    """Polarity, ECC/EMC, calibration and confidence vs votes: what metrics.json holds, or computed.
+    Returns the split's emotion-aware metrics (split_emotion_metrics) for the sections below."""
     aware = split_emotion_metrics(split_metrics, None, classes)
-    if not aware:
-        aware = _computed_emotion_metrics(*ui.predictions_version(run), split, ui.predictions(run), classes)
+    if lacks_ldl_entries(split_metrics, with_probabilities):
+        aware = _computed_emotion_metrics(*ui.predictions_version(run), split, with_probabilities, split_metrics,
+                                          ui.predictions(run), classes)
     st.subheader("Emotion-aware evaluation")
     polarity, calibration = aware.get("polarity"), aware.get("calibration")
     tracking = aware.get("confidence_vs_agreement")
@@ -91,9 +106,37 @@ def emotion_aware_section() -> None:
         levels = pd.DataFrame(tracking["levels"]).assign(votes=lambda t: t["level"].map(LEVEL_NAMES))
         with right:
             ui.show_table(levels, AGREEMENT_COLUMNS)
+    return aware
 
 
-emotion_aware_section()
+def ldl_section(aware: dict) -> None:
+    """How the predicted distribution meets the votes: the LDL measures where the dataset has per-class
+    vote distributions, p(label) against the agree share on FI-style votes (computed from the predictions for a
+    run whose metrics.json predates them); a one-line note instead for a labels-only import."""
+    ldl, tracking = aware.get(LDL_KEY), aware.get(AGREEMENT_KEY)
+    if not with_probabilities:
+        st.caption(LABELS_ONLY_NOTE)
+    if ldl:
+        st.subheader("LDL metrics")
+        st.caption(f"Predicted distribution against the annotators' vote distribution, mean over "
+                   f"{ldl['images']:,} images with votes (↓ lower is better, ↑ higher is better; Geng's LDL "
+                   "survey)" + (f"; {ldl['without_distribution']:,} images without a distribution left out"
+                                if ldl["without_distribution"] else "") + ".")
+        for column, measure in zip(st.columns(len(MEASURES)), MEASURES):
+            column.metric(measure_label(measure), f"{ldl[measure]:.3f}", help=MEASURE_HELP[measure])
+    if tracking:
+        st.subheader("Predicted p(label) and the agree share")
+        rho = tracking["spearman"]
+        st.metric("p(label) vs agree share (Spearman ρ) ↑", "—" if rho is None else f"{rho:.2f}",
+                  help=f"Rank correlation over {tracking['images']:,} images of the model's probability for the "
+                       "label with the share of annotators who agreed with it (FI's votes confirm or reject the "
+                       "label only, so there is no vote distribution to measure against)")
+        if tracking["levels"]:
+            levels = pd.DataFrame(tracking["levels"]).assign(votes=lambda t: t["level"].map(LEVEL_NAMES))
+            ui.show_table(levels, LABEL_PROBABILITY_COLUMNS)
+
+
+ldl_section(emotion_aware_section())
 
 history = ui.history(run)
 if history is not None and len(history):

@@ -251,7 +251,8 @@ def test_a_run_with_only_one_vote_column_shows_every_page(demo_env, tmp_path, mo
 
 def test_zero_votes_are_no_votes_on_every_page(demo_env, tmp_path, monkeypatch):
     def zero_the_first_half(predictions: pd.DataFrame) -> pd.DataFrame:
-        half = np.arange(len(predictions)) < len(predictions) // 2
+        within_split = predictions.groupby("split").cumcount()  # the first half of each split (the demo has 3)
+        half = (within_split < predictions.groupby("split")["split"].transform("size") // 2).to_numpy()
         predictions["agree"] = predictions["agree"].mask(half, 0)
         predictions["disagree"] = predictions["disagree"].mask(half, 0)
         predictions.loc[half, "agreement_level"] = "unanimous"  # what the old code wrote for 0/0
@@ -261,9 +262,10 @@ def test_zero_votes_are_no_votes_on_every_page(demo_env, tmp_path, monkeypatch):
     test = predictions[predictions["split"] == "test"]
     zero = test[(test["agree"] == 0) & (test["disagree"] == 0)]
     truly_unanimous = ((test["disagree"] == 0) & (test["agree"] > 0)).sum()
-    true, pred = zero.iloc[0]["label"], zero.iloc[0]["pred"]
-    at = goto_cell(start("pages/confusion.py"), true, pred)
-    text = next(m.value for m in at.markdown if m.value.startswith(f"**{zero.iloc[0]['image_id']}**"))
+    rank = test.groupby(["label", "pred"])["confidence"].rank(ascending=False, method="first")
+    shown = zero[rank[zero.index] <= 10].iloc[0]  # on its cell's first gallery page (12 cards, by confidence)
+    at = goto_cell(start("pages/confusion.py"), shown["label"], shown["pred"])
+    text = next(m.value for m in at.markdown if m.value.startswith(f"**{shown['image_id']}**"))
     assert "votes 0 agree / 0 disagree · ⚪ no votes" in text and "unanimous" not in text
     at.selectbox(key="vote_filter").set_value("unanimous").run()
     assert not set(at.session_state["cell_image_ids"]) & set(zero["image_id"])

@@ -16,7 +16,7 @@ from emotion_core.labels import EMOTIONS
 from emotion_core.model import ModelConfig, build_model, read_checkpoint
 from training.distributed import DistInfo, dist_info_from_env, gather_to_main, pick_device, process_group_backend
 from training.schedule import Stage
-from training.train import TrainConfig, _dev_epoch, _dev_sums, _optimizer_for, _train_epoch, _train_steps
+from training.train import TargetLoss, TrainConfig, _dev_epoch, _dev_sums, _optimizer_for, _train_epoch, _train_steps
 from tests.conftest import write_demo_dataset
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -49,7 +49,7 @@ def test_epoch_sums_stay_on_the_model_device_and_are_reduced_there(monkeypatch):
 
     monkeypatch.setattr(train_module, "all_reduce_sum", all_reduce_on_device)
     info = DistInfo(rank=0, world_size=2)
-    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    loss_fn = TargetLoss(None)
     optimizer = _optimizer_for(model, Stage("all", ["all"], 1e-3, 1))
     loss, accuracy, seen = _train_epoch(model, _batches(3), optimizer, loss_fn, _config("meta"), device, info, "t")
     assert (loss, accuracy, seen) == (1 / 3, 2 / 3, 3)  # read from the reduced sums: (loss, correct, images)
@@ -69,7 +69,7 @@ def test_dev_sums_weight_unreadable_images_out():
     images[:, 0, 0, 0] = torch.tensor([1.0, 2.0, 0.0, 5.0])  # predictions 1, 2, 0, 5
     labels = torch.tensor([1, 2, 3, 3])                        # right, right, wrong, unreadable
     ok = torch.tensor([True, True, True, False])
-    sums = _dev_sums(FixedLogits(), [(images, labels, torch.arange(4), ok)], nn.CrossEntropyLoss(reduction="none"),
+    sums = _dev_sums(FixedLogits(), [(images, labels, torch.arange(4), ok)], TargetLoss(None),
                      _config("cpu"), torch.device("cpu"))
     n = len(EMOTIONS)
     assert sums[1] == 3
@@ -129,7 +129,7 @@ def one_rank_cuda_group(tmp_path):
 def test_nccl_reduces_the_epoch_sums_and_gathers_cpu_objects(one_rank_cuda_group):
     device, info = torch.device("cuda", 0), one_rank_cuda_group
     model = _small_model().to(device)
-    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    loss_fn = TargetLoss(None)
     optimizer = _optimizer_for(model, Stage("all", ["all"], 1e-3, 1))
     _, _, seen = _train_epoch(model, _batches(3), optimizer, loss_fn, _config("cuda"), device, info, "t")
     assert seen == 9
@@ -144,7 +144,7 @@ def test_nccl_reduces_the_epoch_sums_and_gathers_cpu_objects(one_rank_cuda_group
 def test_epoch_steps_never_wait_for_the_gpu():
     device = torch.device("cuda", 0)
     model = _small_model().to(device)
-    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    loss_fn = TargetLoss(None)
     optimizer = _optimizer_for(model, Stage("all", ["all"], 1e-3, 1))
     batches = [tuple(t.pin_memory() for t in batch) for batch in _batches(4)]  # as the loader gives on CUDA
     # Warm-up: first calls may pick cuDNN algorithms and allocate, which may synchronize.

@@ -96,7 +96,8 @@ def test_two_process_ddp_matches_one_process(tiny_dataset, tmp_path):
     schedule.write_text("- {trainable: [all], lr: 1.0e-3, epochs: 2}\n")
     common = ["--dataset", str(tiny_dataset), "--arch", "vgg_small", "--input-size", "32", "--no-pretrained",
               "--no-batch-norm", "--dropout", "0", "--no-augment", "--batch-size", "8", "--workers", "0",
-              "--device", "cpu", "--eval-split", "dev", "--schedule", str(schedule), "--seed", "3"]
+              "--device", "cpu", "--eval-split", "dev", "--schedule", str(schedule), "--seed", "3",
+              "--target", "votes", "--spread", "wheel", "--mix", "0.5"]  # soft targets: each rank indexes its rows
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "training.train", *common, "--out", str(tmp_path / "one")],
                    check=True, cwd=ROOT, env=env, capture_output=True)
@@ -302,6 +303,7 @@ def _relabel_saved_classes(run: Path) -> None:
                        "'conv2_1', 'conv1_1', 'all'] saved, ['all'] now)"),
     ("other lr", "the schedule differs from the saved run (stage 1 (head) lr 0.0001 saved, 0.001 now)"),
     ("other dataset", "the dataset differs from the saved run (manifest sha256 "),
+    (["--target", "votes"], "the training target differs from the saved run (onehot saved, votes (spread uniform) now)"),
     ("other classes", "the class set differs from the saved run (amusement, anger, awe, contentment, disgust, "
                       "excitement, fear, neutral saved, amusement, anger, awe, contentment, disgust, excitement, "
                       "fear, sadness now)"),
@@ -365,14 +367,14 @@ def test_frozen_batch_norms_keep_their_running_stats_while_the_head_trains(tiny_
     from torch.nn.parallel import DistributedDataParallel
 
     from training.distributed import DistInfo
-    from training.train import _train_steps
+    from training.train import TargetLoss, _train_steps
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="vgg_small", fc="8", input_size=32, pretrained=False, batch_norm=True))
     stages = paper_schedule(model, epochs=1)  # head, conv4_1 (features.12-13 + head), ...
-    batch = (torch.randn(4, 3, 32, 32) * 3 + 1, torch.tensor([0, 3, 5, 7]), None, torch.ones(4))
+    batch = (torch.randn(4, 3, 32, 32) * 3 + 1, torch.tensor([0, 3, 5, 7]), torch.arange(4), torch.ones(4))
     config = small_config(tiny_dataset, tmp_path)
-    loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
+    loss_fn = TargetLoss(None)  # one-hot cross-entropy
     if wrapped == "ddp":
         dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:

@@ -11,6 +11,7 @@ import torch
 from emotion_core.emotion_metrics import split_emotion_metrics, summary_text
 from emotion_core.evaluation import evaluate_run
 from emotion_core.labels import class_set_from
+from emotion_core.ldl_metrics import LDL_KEY, summary_line
 from training.cli import run_main
 
 
@@ -39,13 +40,15 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def print_summary(metrics: dict) -> None:
-    """Accuracy per split, and on the next line the emotion-aware metrics that apply."""
+    """Accuracy per split, then a line of the emotion-aware metrics that apply and one of the LDL metrics
+    (datasets with vote distributions)."""
     classes = class_set_from(metrics.get("classes"))
     for split, values in metrics["splits"].items():
         print(f"{split}: accuracy {values['accuracy']:.1%} on {values['n_images']} images")
-        aware = summary_text(split_emotion_metrics(values, None, classes))
-        if aware:
-            print(f"  {aware}")
+        aware = split_emotion_metrics(values, None, classes)
+        for line in (summary_text(aware), summary_line(aware.get(LDL_KEY))):
+            if line:
+                print(f"  {line}")
 
 
 if __name__ == "__main__":

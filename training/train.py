@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -35,6 +36,7 @@ from emotion_core.labels import FI_CLASSES, NUM_CLASSES, ClassSet
 from emotion_core.model import (ARCHITECTURES, HEADS, ModelConfig, build_model, checkpoint_classes,
                                 parameters_in_groups, read_checkpoint, save_checkpoint)
 from emotion_core.runs import read_json
+from emotion_core.targets import DEFAULT_EPSILON, ONE_HOT, SPREADS, TARGETS, TargetOptions, build_targets
 from emotion_core.transforms import eval_transform, train_transform
 from training.cli import run_main
 from training.distributed import (DistInfo, all_reduce_sum, barrier, dist_info_from_env, gather_to_main,
@@ -74,12 +76,19 @@ class TrainConfig:
     evaluate: bool = True
     eval_split: str = "test"
     stop_after: int = 0               # stop after this many epochs in this invocation (0: run to the end)
+    target: str = "onehot"            # what the loss trains towards: onehot, votes or smoothed (emotion_core.targets)
+    spread: str = "uniform"           # votes on FI: where the disagree share goes (uniform, polarity, wheel)
+    epsilon: float = DEFAULT_EPSILON  # smoothed: the label-smoothing epsilon
+    mix: float = 0.0                  # weight of the one-hot cross-entropy mixed into a soft-target loss
 
     def model_config(self, classes: ClassSet = FI_CLASSES) -> ModelConfig:
         """The model for a dataset of these classes: the head ends in one output per class."""
         return ModelConfig(arch=self.arch, head=self.head, fc=self.fc or str(len(classes)), dropout=self.dropout,
                            input_size=self.input_size, pretrained=self.pretrained, batch_norm=self.batch_norm,
                            classes=list(classes.names))
+
+    def target_options(self) -> TargetOptions:
+        return TargetOptions(target=self.target, spread=self.spread, epsilon=self.epsilon, mix=self.mix)
 
 
 @dataclass
@@ -124,10 +133,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
     add("--device", default="", help="torch device (default: cuda when available, else cpu)")
     add("--resume", action="store_true", help="continue from RUN_DIR/last.pt after an interruption (refused if "
-        "the model, class set, schedule or dataset differs from the saved run)")
+        "the model, class set, schedule, training target or dataset differs from the saved run)")
     add("--no-evaluate", dest="evaluate", action="store_false", help="skip evaluating the best checkpoint at the end")
     add("--eval-split", default=defaults.eval_split, help="split(s) evaluated at the end (default test)")
     add("--stop-after", type=int, default=0, help="stop after N epochs in this invocation; continue later with --resume")
+    add("--target", default=defaults.target, choices=TARGETS, help="what the loss trains towards: onehot (the "
+        "label, default), votes (the annotators' vote distribution; on FI the agree share on the label, the rest "
+        "spread by --spread) or smoothed (label smoothing by --epsilon). The loss, logged as train_loss/dev_loss, "
+        "is the cross-entropy to the target = KL(target || predicted) + the target's entropy (the KL's gradient, "
+        "not its value)")
+    add("--spread", default=defaults.spread, choices=SPREADS, help="--target votes only, with FI's agree/disagree "
+        "votes: spread the disagree share uniformly over the other classes, over those of the label's polarity, or by "
+        "1/distance on Mikels' wheel (an assumption, not data; default uniform)")
+    add("--epsilon", type=float, default=defaults.epsilon, help="--target smoothed only: target (1-eps)·one-hot "
+        f"+ eps/C (default {DEFAULT_EPSILON})")
+    add("--mix", type=float, default=defaults.mix, help="--target votes or smoothed: loss = (1-mix)·cross-entropy "
+        "to the soft target + mix·one-hot cross-entropy (0..1, default 0): mix weighs the one-hot term, so JCDL's "
+        "λ (Yang et al. 2017, (1-λ)·L_cls + λ·L_sdl, λ on the distribution term) is 1 - mix")
     return parser
 
 
@@ -174,6 +196,8 @@ def train(config: TrainConfig, stages: list[Stage] | None = None, progress: Prog
 def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress | None,
            device: torch.device, dist_info: DistInfo) -> dict:
     out = Path(config.out)
+    options = config.target_options()
+    options.check()  # before reading anything: a flag the target ignores is a mistake in the command
     _seed_everything(config)
     manifest, classes = read_dataset(config.dataset)
     train_rows, dev_rows = split_rows(manifest, "train"), _dev_rows(manifest)
@@ -184,6 +208,9 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
         raise ValueError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     if saved is not None:
         _check_same_model(saved, model_config, out)
+        _check_same_target(saved, options, out)
+    dev_shard = _dev_shard(dev_rows, dist_info)
+    train_targets, dev_targets = _targets(train_rows, classes, options), build_targets(dev_shard, classes, options)
     # A resumed run takes its weights from last.pt: no need for the ImageNet file.
     model = build_model(replace(model_config, pretrained=config.pretrained and saved is None))
     stages = stages or (load_schedule(config.schedule) if config.schedule else
@@ -200,11 +227,16 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     loader, sampler = _train_loader(config, train_rows, dist_info, device, len(classes))
-    dev_loader = _dev_loader(config, dev_rows, dist_info, device)
+    dev_loader = _dev_loader(config, dev_shard, dist_info, device)
     weights = _class_weights(train_rows, device, len(classes)) if config.class_weighted else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights, reduction="none")
+    loss_fn = TargetLoss.for_targets(train_targets.table, options, weights, device)
+    dev_loss_fn = TargetLoss.for_targets(dev_targets.table, options, weights, device)
     meta = _run_meta(config, facts, classes, dist_info, device, previous=out / "run.json" if config.resume else None)
+    meta["target"] = {"options": options.describe(), "train_images": train_targets.counts(),
+                      "notes": train_targets.notes}
     if dist_info.is_main:
+        if options.target != "onehot":
+            print(f"targets: {options.describe()}: {train_targets.summary()}", flush=True)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "run.json", meta)
     total_epochs = sum(s.epochs for s in stages)
@@ -224,10 +256,11 @@ def _train(config: TrainConfig, stages: list[Stage] | None, progress: Progress |
             started = time.perf_counter()
             train_loss, train_acc, seen = _train_epoch(runner, loader, optimizer, loss_fn, config, device,
                                                        dist_info, f"{stage.name} {state.stage_epoch + 1}/{stage.epochs}")
-            dev = _dev_epoch(model, dev_loader, loss_fn, config, device, dist_info, num_classes=len(classes))
+            dev = _dev_epoch(model, dev_loader, dev_loss_fn, config, device, dist_info, num_classes=len(classes))
             seconds = time.perf_counter() - started
             epochs_this_call += 1
-            history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen, classes))
+            history.append(_history_row(state, stage, train_loss, train_acc, dev, seconds, seen, classes,
+                                        target=options.describe()))
             improved = _advance(state, stage, dev["acc"], config.patience)
             if dist_info.is_main:
                 _save_epoch(out, model, config, classes, stage, state, optimizer, history, improved, facts, device)
@@ -305,12 +338,55 @@ def _train_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, devic
     return loader, sampler
 
 
-def _dev_loader(config: TrainConfig, rows: pd.DataFrame, info: DistInfo, device: torch.device) -> DataLoader:
-    shard = rows.iloc[info.rank::info.world_size]  # no padding: the gathered sums are exact
+def _dev_shard(rows: pd.DataFrame, info: DistInfo) -> pd.DataFrame:
+    """This process's dev images; no padding: the gathered sums are exact. Positions in it are the
+    loader's row indices (the dev targets are built on it)."""
+    return rows.iloc[info.rank::info.world_size].reset_index(drop=True)
+
+
+def _dev_loader(config: TrainConfig, shard: pd.DataFrame, info: DistInfo, device: torch.device) -> DataLoader:
     return DataLoader(ImageDataset(shard, eval_transform(config.input_size), config.input_size),
                       batch_size=max(1, config.batch_size // info.world_size), num_workers=min(config.workers, 2),
                       pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
                       prefetch_factor=PREFETCH_BATCHES if config.workers else None)
+
+
+class TargetLoss:
+    """Per-image loss towards the run's targets (emotion_core.targets), one row per loader position:
+
+        loss_i = (1 - mix) · H(t_i, p_i) + mix · H(e_y, p_i),   H(t, p) = -sum_k w_k t_k log p_k
+
+    p = softmax(logits), w the class weights (1 without --class-weighted). Cross-entropy to a soft target
+    differs from KL(t || p) only by the target's entropy, a constant, so both have the same gradient.
+    Without a table (--target onehot) it is exactly nn.CrossEntropyLoss(weight, reduction='none').
+    The table stays on the training device and is indexed by the batch's row positions there: no read-back."""
+
+    def __init__(self, table: torch.Tensor | None, weight: torch.Tensor | None = None, mix: float = 0.0):
+        self.table, self.weight, self.mix = table, weight, mix
+
+    @classmethod
+    def for_targets(cls, table: np.ndarray, options: TargetOptions, weight: torch.Tensor | None,
+                    device: torch.device) -> "TargetLoss":
+        soft = None if options.target == "onehot" else torch.as_tensor(table, dtype=torch.float32, device=device)
+        return cls(soft, weight, options.mix)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.table is None:
+            return F.cross_entropy(logits, labels, weight=self.weight, reduction="none")  # (B,)
+        soft = F.cross_entropy(logits, self.table[rows], weight=self.weight, reduction="none")  # (B,)
+        if not self.mix:
+            return soft
+        hard = F.cross_entropy(logits, labels, weight=self.weight, reduction="none")
+        return (1.0 - self.mix) * soft + self.mix * hard
+
+
+def _targets(rows: pd.DataFrame, classes: ClassSet, options: TargetOptions):
+    """The train images' targets; --target votes on images none of which has votes is refused."""
+    targets = build_targets(rows, classes, options)
+    if options.target == "votes" and (targets.source == ONE_HOT).all():
+        raise ValueError("--target votes: no train image has votes (neither votes_<class> columns for every class "
+                         "nor agree/disagree counts); train with --target onehot or --target smoothed")
+    return targets
 
 
 def _class_weights(rows: pd.DataFrame, device: torch.device, num_classes: int) -> torch.Tensor:
@@ -379,15 +455,16 @@ def _train_steps(runner, loader, optimizer, loss_fn, config, device, info, desc)
     sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
     bar = tqdm(loader, desc=desc, unit="batch", disable=not info.is_main, leave=False)
     started, queued = time.perf_counter(), 0
-    for step, (images, labels, _, ok) in enumerate(bar, start=1):
+    for step, (images, labels, rows, ok) in enumerate(bar, start=1):
         images = images.to(device, non_blocking=True)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
+        rows = rows.to(device, non_blocking=True)  # positions in the loader's table: they pick the targets
         ok = ok.to(device, non_blocking=True).float()
         with _autocast(config, device):
             logits = runner(images)
-        losses = loss_fn(logits.float(), labels) * ok  # unreadable files count for nothing
+        losses = loss_fn(logits.float(), labels, rows) * ok  # unreadable files count for nothing
         loss = losses.sum() / labels.numel()  # DDP averages this over ranks: the global batch mean
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -423,17 +500,18 @@ def _dev_sums(model, loader, loss_fn, config, device, num_classes: int = NUM_CLA
     dtype = _sum_dtype(device)
     sums = torch.zeros(2 + 2 * n, dtype=dtype, device=device)
     classes = torch.arange(n, device=device)
-    for images, labels, _, ok in loader:
+    for images, labels, rows, ok in loader:
         images = images.to(device, non_blocking=True)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
+        rows = rows.to(device, non_blocking=True)
         keep = ok.to(device, non_blocking=True).to(dtype)
         with _autocast(config, device):
             logits = model(images).float()
         hits = (logits.argmax(1) == labels).to(dtype) * keep
         one_hot = (labels[:, None] == classes).to(dtype)  # (B, n); bincount would read its max back
-        sums[0] += (loss_fn(logits, labels).to(dtype) * keep).sum()
+        sums[0] += (loss_fn(logits, labels, rows).to(dtype) * keep).sum()
         sums[1] += keep.sum()
         sums[2:2 + n] += (one_hot * hits[:, None]).sum(0)
         sums[2 + n:] += (one_hot * keep[:, None]).sum(0)
@@ -441,11 +519,12 @@ def _dev_sums(model, loader, loss_fn, config, device, num_classes: int = NUM_CLA
 
 
 def _history_row(state: TrainState, stage: Stage, train_loss, train_acc, dev, seconds, seen,
-                 classes: ClassSet) -> dict:
-    """The row of the epoch just trained (state not yet advanced past it); dev recall per class."""
+                 classes: ClassSet, target: str = "onehot") -> dict:
+    """The row of the epoch just trained (state not yet advanced past it); dev recall per class.
+    The losses are the run's target loss (TargetLoss), on train and dev alike."""
     row = {"stage": stage.name, "stage_index": state.stage,
-           "epoch": state.global_epoch + 1, "lr": stage.lr, "train_loss": train_loss, "train_acc": train_acc,
-           "dev_loss": dev["loss"], "dev_acc": dev["acc"]}
+           "epoch": state.global_epoch + 1, "lr": stage.lr, "target": target, "train_loss": train_loss,
+           "train_acc": train_acc, "dev_loss": dev["loss"], "dev_acc": dev["acc"]}
     row.update({f"dev_recall_{e}": r for e, r in zip(classes.names, dev["recall"])})
     row.update(seconds=seconds, images_per_s=seen / seconds if seconds else 0.0)
     return row
@@ -505,6 +584,15 @@ def _check_same_model(saved: dict, wanted: ModelConfig, out: Path) -> None:
     for what, saved_value, now_value in comparisons:
         if saved_value != now_value:
             _refuse(out, what, saved_value, now_value)
+
+
+def _check_same_target(saved: dict, options: TargetOptions, out: Path) -> None:
+    """The saved epochs' target (runs from before targets existed trained one-hot): a resumed run keeps it."""
+    earlier = saved.get("train_config") or {}
+    names = ("target", "spread", "epsilon", "mix")
+    saved_options = TargetOptions(**{k: earlier[k] for k in names if k in earlier})
+    if saved_options.describe() != options.describe():
+        _refuse(out, "the training target", saved_options.describe(), options.describe())
 
 
 def _check_same_run(saved: dict, facts: dict, out: Path) -> None:

@@ -28,7 +28,14 @@ PER_PAGE, COLUMNS = 12, 4
 
 def run_label(run: RunInfo) -> str:
     badge = " (synthetic demo)" if run.is_demo else f" ({ui.IMPORTED_BADGE})" if run.imported else ""
-    return f"{run.name}{badge} · dataset {ui.dataset_key(run)}"
+    target = ui.training_target(run)
+    return f"{run.name}{badge} · dataset {ui.dataset_key(run)}" + (f" · trained on: {target}" if target else "")
+
+
+def run_name(run: RunInfo) -> str:
+    """'vote_run (trained on: votes (wheel spread))'; the name alone for an imported run."""
+    target = ui.training_target(run)
+    return f"{run.name} (trained on: {target})" if target else run.name
 
 
 def run_pickers(every_run: list[RunInfo]) -> tuple[RunInfo, RunInfo]:
@@ -81,7 +88,9 @@ def split_picker(run_a: RunInfo, run_b: RunInfo) -> str:
 def _comparison(key_a: tuple[str, float], key_b: tuple[str, float], split: str) -> Comparison:
     # ui's cached split tables: the pages share one copy of each run's predictions
     table_a, table_b = (ui.split_predictions(*key, split) for key in (key_a, key_b))
-    return compare.align(table_a, table_b, classes=ui.classes_of_path(key_a[0]), split=split)
+    # a labels-only import's p_ are one-hot stand-ins: no LDL metric or KL on them
+    real = tuple(runs.has_probabilities(runs.load_metrics(key[0])) for key in (key_a, key_b))
+    return compare.align(table_a, table_b, classes=ui.classes_of_path(key_a[0]), split=split, with_probabilities=real)
 
 
 @st.cache_resource(show_spinner="Testing the difference…", max_entries=4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -17,14 +18,14 @@ import pandas as pd
 import streamlit as st
 
 from emotion_core.attributes import SUGGESTED_TAGS
-from emotion_core.confusion import ALL_VOTES, SORT_KEYS, VOTE_FILTERS, filter_and_sort, page_of
+from emotion_core.confusion import ALL_VOTES, VOTE_FILTERS, filter_and_sort, page_of
 from emotion_core.dataset_attributes import (attribute_name, categorical_columns, describe, filters_text,
                                              numeric_bounds, numeric_columns, values_by_frequency)
 from emotion_core.labels import ClassSet
 from emotion_core.runs import RunInfo
 from emotion_core.votes import (NO_VOTES, STRONGLY_DIVIDED, UNANIMOUS, distribution_holds_shares, group_labels,
                                  vote_distribution, votes_description)
-from pages.shared import frame, ui
+from pages.shared import frame, multilabel_view, ui
 
 if TYPE_CHECKING:  # emotion_core.tags imports SQLAlchemy (0.1-0.3 s here): loaded where a tag store is used
     from emotion_core.tags import TagStore
@@ -98,11 +99,12 @@ def vote_bar(distribution: dict[str, float], label: str, classes: ClassSet | Non
     return " ".join(parts)
 
 
-def vote_filter(rows: pd.DataFrame) -> str:
+def vote_filter(rows: pd.DataFrame, prefix: str = "") -> str:
     """The gallery's vote filter: all images or one vote group (non-unanimous includes strongly divided),
-    named in the words of the cell's votes (FI's agree/disagree or a distribution over the classes)."""
+    named in the words of the cell's votes (FI's agree/disagree or a distribution over the classes).
+    prefix: the gallery's widget-key prefix (see image_gallery)."""
     labels = group_labels(rows)
-    return st.selectbox("Vote agreement", VOTE_FILTERS, key="vote_filter",
+    return st.selectbox("Vote agreement", VOTE_FILTERS, key=f"{prefix}vote_filter",
                         format_func=lambda group: group if group == ALL_VOTES else labels[group],
                         help="Unanimous: every vote for the label. Non-unanimous: at least one vote against it, "
                              "strongly divided images included. Strongly divided: the label at most one vote "
@@ -124,7 +126,7 @@ def attributes_text(attributes: pd.DataFrame | None, image_id: str) -> str:
             f"colourfulness {colourfulness} · CAM mass in top 10%: {focus}")
 
 
-def dataset_attribute_filters(rows: pd.DataFrame, table: pd.DataFrame | None = None
+def dataset_attribute_filters(rows: pd.DataFrame, table: pd.DataFrame | None = None, prefix: str = ""
                               ) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
     """One multiselect per categorical dataset attribute of the run (EmoSet's scene, object, ...): the
     cell's values, most frequent first, after the values already chosen (kept when another cell lacks
@@ -135,7 +137,7 @@ def dataset_attribute_filters(rows: pd.DataFrame, table: pd.DataFrame | None = N
     full range filters nothing: images without the value stay)."""
     chosen = {}
     for column in categorical_columns(rows):
-        key = f"attr_filter|{column}"
+        key = f"{prefix}attr_filter|{column}"
         counts = values_by_frequency(rows[column])
         options = list(dict.fromkeys(list(st.session_state.get(key, [])) + counts.index.tolist()))
         chosen[column] = st.multiselect(
@@ -147,7 +149,7 @@ def dataset_attribute_filters(rows: pd.DataFrame, table: pd.DataFrame | None = N
         bounds = numeric_bounds(table[column])
         if bounds is None or column not in rows or rows[column].isna().all():  # none to filter in this cell
             continue
-        key = f"attr_range|{column}"
+        key = f"{prefix}attr_range|{column}"
         kept = st.session_state.get(key)
         if kept is not None and not bounds[0] <= min(kept) <= max(kept) <= bounds[1]:
             del st.session_state[key]  # another run's or split's range, outside this slider: start afresh
@@ -165,33 +167,53 @@ def select_key(image_id: str) -> str:
 @frame.fragment
 def cell_gallery(run: RunInfo, rows: pd.DataFrame, true: str, pred: str) -> None:
     """Filters, the Grad-CAM toggle, one page of the cell's images and the tagging bar."""
+    def remember(shown_ids: list[str]) -> None:  # the inspector's previous / next
+        st.session_state[CELL_IDS] = shown_ids
+        st.session_state[CELL_OF_IDS] = shown_cell(run, true, pred)
+
+    image_gallery(run, rows, page_key=f"page_{true}_{pred}", where="in this cell", on_shown=remember)
+
+
+@frame.fragment
+def selection_gallery(run: RunInfo, rows: pd.DataFrame, prefix: str, page_key: str) -> None:
+    """The same gallery for any set of images (an embedding-map selection), its widgets keyed by prefix."""
+    image_gallery(run, rows, prefix=prefix, page_key=page_key, where="in this selection")
+
+
+def image_gallery(run: RunInfo, rows: pd.DataFrame, *, prefix: str = "", page_key: str, where: str,
+                  on_shown: Callable[[list[str]], None] | None = None) -> None:
+    """The gallery's body: filters, the Grad-CAM toggle, one page of rows' images and the tagging bar.
+    prefix: before every filter, sort, toggle and page widget's key (the confusion page's is "": its
+    keys are the plain names); page_key: the page number's key (one per image set, so that a smaller
+    set starts at page 1); where: 'in this cell' (the empty-set message); on_shown: called with the
+    filtered and sorted image ids."""
     store, dataset = ui.tag_store(), ui.dataset_key(run)
     tag_table = store.tags_of(dataset) if store else pd.DataFrame(columns=["image_id", "tag"])
     with st.expander("Filter and sort", expanded=False):
-        votes = vote_filter(rows)
-        confidence = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="confidence")
-        wanted_tags = st.multiselect("Has all these tags", sorted(tag_table["tag"].unique()), key="tag_filter")
-        wanted_attributes, ranges = dataset_attribute_filters(rows, ui.predictions(run))
-        sort = st.selectbox("Sort by", SORT_KEYS, key="sort")
+        votes = vote_filter(rows, prefix)
+        confidence = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key=f"{prefix}confidence")
+        wanted_tags = st.multiselect("Has all these tags", sorted(tag_table["tag"].unique()), key=f"{prefix}tag_filter")
+        wanted_attributes, ranges = dataset_attribute_filters(rows, ui.predictions(run), prefix)
+        sort = st.selectbox("Sort by", multilabel_view.sort_keys(run, f"{prefix}sort"), key=f"{prefix}sort")
     with st.container(horizontal=True, gap="medium"):
-        show_cams = ui.has_cams(run) and st.toggle("Show Grad-CAM (predicted | true class)", key="show_cams")
+        show_cams = ui.has_cams(run) and st.toggle("Show Grad-CAM (predicted | true class)", key=f"{prefix}show_cams")
         if not ui.has_cams(run):  # imported predictions without maps
             st.caption("This run has no Grad-CAM maps.")
-        tagging = st.toggle("Select images to tag", key="tagging",
+        tagging = st.toggle("Select images to tag", key=f"{prefix}tagging",
                             help="A select box on every image and the bar to tag, untag and undo")
     shown = filter_and_sort(rows, votes=votes, confidence=confidence, sort=sort,
                             only_ids=images_with_all(tag_table, wanted_tags) if wanted_tags else None,
                             attributes=wanted_attributes, ranges=ranges)
-    st.session_state[CELL_IDS] = shown["image_id"].tolist()  # the inspector's previous / next
-    st.session_state[CELL_OF_IDS] = shown_cell(run, true, pred)
+    if on_shown is not None:
+        on_shown(shown["image_id"].tolist())
     show_tag_message()
     if shown.empty:
         chosen = filters_text(wanted_attributes, ranges)  # kept from another cell, maybe: say which
-        st.info(f"No images in this cell with these filters{f' ({chosen} selected)' if chosen else ''}.")
+        st.info(f"No images {where} with these filters{f' ({chosen} selected)' if chosen else ''}.")
         return
     pages = max(1, -(-len(shown) // PER_PAGE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page_{true}_{pred}", width=220)
-    on_page = page_of(shown, int(page), PER_PAGE)
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=page_key, width=220)
+    on_page = multilabel_view.with_sets(run, page_of(shown, int(page), PER_PAGE))  # sets: multi-label view on
     tagging = tagging and store is not None
     if tagging:
         tag_bar(store, dataset, on_page["image_id"].tolist())
@@ -231,10 +253,15 @@ def grid(run: RunInfo, rows: pd.DataFrame, show_cams: bool, tagging: bool, tags:
     cards reach the browser in one burst."""
     cards = rows.to_dict("records")
     pictures = card_pictures(run, cards, show_cams)
-    texts = [card_text(row, tags.get(row["image_id"], []), attributes_text(attributes, row["image_id"]), shares)
+    classes = ui.classes(run)
+    one_cell = len({(row["label"], row["pred"]) for row in cards}) == 1  # a map selection mixes cells
+    texts = [card_text(row, tags.get(row["image_id"], []), attributes_text(attributes, row["image_id"]), shares,
+                       cell="" if one_cell else cell_name(row, classes))
              for row in cards]
-    if show_cams:  # said once: every image of the gallery is of the same cell
-        classes = ui.classes(run)
+    if show_cams and not one_cell:
+        st.caption("Left: CAM of the predicted class · right: CAM of the true class"
+                   f"{'' if ui.has_true_class_cams(run) else ' (not imported: left empty)'}")
+    elif show_cams:  # said once: every image of the gallery is of the same cell
         true_maps = ui.has_true_class_cams(run) or cards[0]["pred"] == cards[0]["label"]
         st.caption(f"Left: CAM {classes.display_name(cards[0]['pred'])} (the predicted class) · "
                    f"right: CAM {classes.display_name(cards[0]['label'])} (the true class"
@@ -271,10 +298,18 @@ def card_pictures(run: RunInfo, cards: list[dict], show_cams: bool) -> list:
         return list(pool.map(picture, cards))
 
 
-def card_text(row: dict, image_tags: list[str], attributes: str, shares: bool | None = None) -> str:
-    """'**img000123** · confidence 87%', the votes, and in small grey type the tags, the automatic
-    attributes, the dataset's attributes (EmoSet's scene, objects, ...) and (demo) the planted trait."""
+def cell_name(row: dict, classes: ClassSet) -> str:
+    """'Anger → Awe' (true → predicted), on the cards of a gallery whose images are of several cells."""
+    return f"{escape_markdown(classes.display_name(row['label']))} → {escape_markdown(classes.display_name(row['pred']))}"
+
+
+def card_text(row: dict, image_tags: list[str], attributes: str, shares: bool | None = None, cell: str = "") -> str:
+    """'**img000123** · confidence 87%', (cell: its 'Anger → Awe' line), the votes, and in small grey type
+    the tags, the automatic attributes, the dataset's attributes (EmoSet's scene, objects, ...) and (demo)
+    the planted trait."""
     details = [f"🏷 {', '.join(image_tags)}" if image_tags else "🏷 no tags"]
+    if row.get(multilabel_view.SET_COLUMN):
+        details.insert(0, f"set: {row[multilabel_view.SET_COLUMN]}")
     if attributes:
         details.append(attributes)
     dataset_attributes = describe(row)
@@ -284,7 +319,8 @@ def card_text(row: dict, image_tags: list[str], attributes: str, shares: bool | 
     if isinstance(planted, str) and planted:
         details.append(f"planted: {planted}")
     small = "  \n".join(f":gray[:small[{escape_markdown(line)}]]" for line in details)
-    return f"**{row['image_id']}** · confidence {row['confidence']:.0%}  \n{votes_text(row, shares=shares)}  \n{small}"
+    cell = f"{cell}  \n" if cell else ""
+    return f"**{row['image_id']}** · confidence {row['confidence']:.0%}  \n{cell}{votes_text(row, shares=shares)}  \n{small}"
 
 
 def escape_markdown(text: str) -> str:

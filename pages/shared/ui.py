@@ -20,12 +20,15 @@ from emotion_core.confusion import largest_confusion, matrix
 from emotion_core.emotion_metrics import severity_notes, wheel_order
 from emotion_core.images import ImageLoadError, load_image
 from emotion_core.labels import ClassSet, run_classes
+from emotion_core.label_issues import OOF_FILE
 from emotion_core.overlay import ImageCache
 from emotion_core.plots import confusion_figure
 from emotion_core.report import Column, format_table
+from emotion_core.targets import trained_on
 from emotion_core.workspace import runs_dir, tag_database_url
 
 if TYPE_CHECKING:  # imported where used: torch, scipy and SQLAlchemy cost seconds at a page's first run
+    from emotion_core.neighbours import NeighbourIndex
     from emotion_core.predict import Predictor
     from emotion_core.tags import TagStore
 
@@ -143,6 +146,70 @@ def vote_shares(run: runs.RunInfo) -> bool:
     return _vote_shares(str(run.path), _mtime(run.path / runs.PREDICTIONS_FILE))
 
 
+# ---- label issues (emotion_core.label_issues; it imports cleanlab and scipy only when it ranks) ----
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _out_of_sample(run_path: str, mtimes: tuple[float, float]) -> pd.DataFrame:
+    from emotion_core.label_issues import out_of_sample, read_oof
+
+    oof = read_oof(run_path)
+    return out_of_sample(_predictions(run_path, mtimes[0]), oof, _train_votes(run_path) if oof is not None else None)
+
+
+def _train_votes(run_path: str) -> pd.DataFrame | None:
+    """The dataset manifest's votes for cross-validated training images (None when it cannot be read: the
+    evaluated train rows, if any, give them instead)."""
+    dataset = _metrics(run_path, _mtime(Path(run_path) / runs.METRICS_FILE)).get("dataset")
+    try:  # the manifest's file itself: emotion_core.dataset would import torch into the page
+        return pd.read_parquet(Path(dataset) / "manifest.parquet") if dataset else None
+    except (OSError, ValueError):
+        return None
+
+
+@st.cache_resource(show_spinner="Ranking label issues with cleanlab…", max_entries=8)
+def _label_issues(run_path: str, mtimes: tuple[float, float], scope: str):
+    from emotion_core.label_issues import rank_label_issues, scope_rows
+
+    table = scope_rows(_out_of_sample(run_path, mtimes), scope)
+    return rank_label_issues(table, list(_classes_of(run_path).names))
+
+
+def _label_issue_mtimes(run: runs.RunInfo) -> tuple[float, float]:
+    """(predictions mtime, cross-validation file mtime): re-evaluating or cross-validating re-ranks."""
+    return _mtime(run.path / runs.PREDICTIONS_FILE), _mtime(run.path / OOF_FILE)
+
+
+def has_out_of_sample_train(run: runs.RunInfo) -> bool:
+    """Whether the run has cross-validated probabilities of its training images (training.crossval)."""
+    return (run.path / OOF_FILE).exists()
+
+
+def label_issue_scopes(run: runs.RunInfo) -> list[str]:
+    """What the Label issues page can rank: every split with out-of-sample probabilities, and all of them."""
+    from emotion_core.label_issues import scopes
+
+    return scopes(_out_of_sample(str(run.path), _label_issue_mtimes(run)))
+
+
+def label_issues(run: runs.RunInfo, scope: str):
+    """emotion_core.label_issues.Ranking of one scope (a split or all out-of-sample images), ranked once per
+    run, file versions and scope; bad input raises the ranking's one-line ValueError (not cached)."""
+    return _label_issues(str(run.path), _label_issue_mtimes(run), scope)
+
+
+def label_issue_neighbours(run: runs.RunInfo, rows: pd.DataFrame, k: int) -> pd.Series | None:
+    """For the cards on screen: how many of each image's k nearest evaluated images carry its given label
+    (emotion_core.label_issues.agreeing_neighbours, over the shared neighbour_index); None when the run has
+    no embeddings."""
+    from emotion_core.label_issues import agreeing_neighbours
+
+    index = neighbour_index(run)
+    if index is None:
+        return None
+    return agreeing_neighbours(rows, _predictions(*predictions_version(run)), index, k=k)
+
+
 def discovery(run: runs.RunInfo, tags: pd.DataFrame | None, min_images: int) -> pd.DataFrame:
     """Trend discovery over every cell, computed once per run, split, tag set and threshold."""
     return _discovery(str(run.path), _trend_mtimes(run), st.session_state.get(SPLIT, ""), tags, min_images)
@@ -162,6 +229,17 @@ def tag_store() -> TagStore | None:
 def dataset_key(run: runs.RunInfo) -> str:
     """Tags belong to (dataset, image): the dataset is named by its folder."""
     return Path(metrics(run).get("dataset", run.name)).name
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _trained_on(run_path: str, mtime: float) -> str | None:
+    return trained_on(run_path)
+
+
+def training_target(run: runs.RunInfo) -> str | None:
+    """'votes (wheel spread)', 'one-hot': what the run trained towards (run.json), read once per file version;
+    None for imported runs."""
+    return _trained_on(str(run.path), _mtime(run.path / runs.RUN_FILE))
 
 
 def attributes(run: runs.RunInfo) -> pd.DataFrame | None:
@@ -369,6 +447,86 @@ def stored_cam_classes(run: runs.RunInfo, row: pd.Series) -> list[str]:
 def has_true_class_cams(run: runs.RunInfo) -> bool:
     """Whether the maps hold the true class's too (imported predicted-class maps do not)."""
     return has_cams(run) and "true" in metrics(run).get("cam_classes", ["predicted", "true"])
+
+
+# ---- the embedding map (emotion_core.embedding_map: computed once per run and split, cached in the run dir) ----
+
+def _map_versions(run: runs.RunInfo, split: str) -> tuple[float, float, float]:
+    """(embeddings, predictions, the split's map file) mtimes: a re-evaluated run or a new map is read again."""
+    from emotion_core.embedding_map import map_path
+
+    return (_mtime(run.path / runs.EMBEDDINGS_FILE), _mtime(run.path / runs.PREDICTIONS_FILE),
+            _mtime(map_path(run.path, split)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _map_points(run_path: str, split: str, versions: tuple[float, float, float]) -> pd.DataFrame | None:
+    from emotion_core.embedding_map import cached_map, with_predictions
+
+    points = cached_map(run_path, split)
+    return None if points is None else with_predictions(points, _split_predictions(run_path, versions[1], split))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _map_figure(run_path: str, split: str, versions: tuple[float, float, float], colour_by: str):
+    from emotion_core.embedding_map import map_figure
+
+    return map_figure(_map_points(run_path, split, versions), colour_by, _classes_of(run_path))
+
+
+def embedding_map(run: runs.RunInfo) -> pd.DataFrame:
+    """The chosen split's 2-D map joined with its predictions (image_id, cam_index, x, y, label, pred, ...):
+    read from the run dir's cache, or computed first with a progress bar (once per run and split).
+    Raises emotion_core.embedding_map's one-line ValueError (no embeddings, rows that do not match)."""
+    from emotion_core.embedding_map import compute_map
+
+    split = st.session_state.get(SPLIT) or "test"
+    points = _map_points(str(run.path), split, _map_versions(run, split))
+    if points is not None:
+        return points.copy(deep=False)
+    with st.status(f"Computing the {split} split's map (once for this run)…", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+        compute_map(run.path, split, progress=lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0),
+                                                                                   text=text))
+        status.update(label="Map ready", state="complete", expanded=False)
+    return _map_points(str(run.path), split, _map_versions(run, split)).copy(deep=False)
+
+
+def embedding_map_figure(run: runs.RunInfo, colour_by: str):
+    """The map's figure for one colouring, built once per run, split, file versions and colouring."""
+    split = st.session_state.get(SPLIT) or "test"
+    return _map_figure(str(run.path), split, _map_versions(run, split), colour_by)
+
+
+# ---- nearest neighbours (emotion_core.neighbours: numpy only) ----
+
+@st.cache_resource(show_spinner="Indexing the embeddings…", max_entries=2)
+def _neighbour_index(run_path: str, mtime: float) -> NeighbourIndex | None:
+    from emotion_core.neighbours import NeighbourIndex
+
+    embeddings = runs.load_embeddings(run_path)
+    return None if embeddings is None else NeighbourIndex(embeddings)
+
+
+def neighbour_index(run: runs.RunInfo) -> NeighbourIndex | None:
+    """The run's embeddings L2-normalised once (N x d float32), kept per run and embeddings file version;
+    None when the run has none. Bad embeddings raise NeighbourIndex's one-line ValueError (not cached)."""
+    return _neighbour_index(str(run.path), _mtime(run.path / runs.EMBEDDINGS_FILE))
+
+
+def all_predictions(run: runs.RunInfo) -> pd.DataFrame:
+    """Every evaluated split's predictions (neighbours come from any of them); a shallow copy of the cache."""
+    return _predictions(*predictions_version(run)).copy(deep=False)
+
+
+def prediction_row_any_split(run: runs.RunInfo, image_id: str | None) -> pd.Series | None:
+    """The image's row in the chosen split, else in another evaluated split (a neighbour from train, say)."""
+    row = prediction_row(run, image_id)
+    if row is not None or image_id is None:
+        return row
+    table = all_predictions(run)
+    found = table[table["image_id"] == image_id]
+    return None if found.empty else found.iloc[0]
 
 
 def predictor(run: runs.RunInfo) -> Predictor | None:
