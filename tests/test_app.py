@@ -332,9 +332,14 @@ def gallery_in_reading_order(at: AppTest) -> list[str]:
 def test_the_gallery_shows_a_cells_images_in_the_same_order(demo_env, votes, sort):
     predictions = pd.read_parquet(demo_env / "runs" / "demo" / "predictions.parquet")
     test = predictions[predictions["split"] == "test"]
-    confusions = test.loc[test["label"] != test["pred"], ["label", "pred"]].drop_duplicates().itertuples(index=False)
-    expected, true, pred = max(((independent_gallery_order(test, t, p, votes, sort), t, p) for t, p in confusions),
-                               key=lambda found: len(found[0]))  # the confusion with most such images
+    cells = test[["label", "pred"]].drop_duplicates()
+    errors_first = [cells[cells["label"] != cells["pred"]], cells]  # the demo's errors are mostly planted images
+    for candidates in errors_first:  # with divided votes: few error cells hold several unanimous ones
+        expected, true, pred = max(((independent_gallery_order(test, t, p, votes, sort), t, p)
+                                    for t, p in candidates.itertuples(index=False)),
+                                   key=lambda found: len(found[0]))  # the cell with most such images
+        if len(expected) > 1:
+            break
     assert len(expected) > 1, "the demo should have a cell with several such images"
     at = goto_cell(start("pages/confusion.py"), true, pred)
     at.selectbox(key="vote_filter").set_value(votes).run()

@@ -330,6 +330,24 @@ def test_identical_runs_say_there_are_no_discordant_pairs(two_runs):
     assert any(i.value.startswith("Run A and run B are the same run") for i in at.info)
 
 
+def test_each_run_says_what_it_trained_towards(two_runs):
+    """Run A trained one-hot (its run.json as training wrote it); run B's run.json says votes with the wheel spread."""
+    home, _, _ = two_runs
+    path = home / "runs" / "b" / "run.json"
+    run = json.loads(path.read_text())
+    assert run["config"]["target"] == "onehot"
+    run["config"].update(target="votes", spread="wheel")
+    run["target"] = {"options": "votes (spread wheel)", "train_images": {"agree/disagree votes": 16}}
+    path.write_text(json.dumps(run))
+    at = open_compare({"run_a": "a", "run_b": "b"})
+    assert not at.exception and not at.error
+    assert any("A: a (trained on: one-hot) · B: b (trained on: votes (wheel spread))" in c.value for c in at.caption)
+    assert any(o.endswith("· trained on: votes (wheel spread)") and o.startswith("b ")
+               for o in at.selectbox(key="compare_b_picker").options)
+    at.switch_page("pages/overview.py").run()
+    assert any("trained on: one-hot" in c.value for c in at.caption)
+
+
 # ---- a run without confidences, one-hot vote shares (review of issue 12) ----------------------------
 
 def test_a_run_without_confidence_drops_the_confidence_sorts():

@@ -250,6 +250,20 @@ def test_an_old_metrics_json_without_the_ldl_keys_gets_them_from_the_predictions
     assert f"| LDL KL divergence ↓ | {expected['kl']:.3f} |" in text
 
 
+def test_split_emotion_metrics_fills_in_only_the_missing_ldl_entries(ldl_home):
+    from emotion_core.emotion_metrics import lacks_ldl_entries, split_emotion_metrics
+
+    stored = json.loads((ldl_home / "runs" / "a" / "metrics.json").read_text())["splits"]["test"]
+    old = {key: value for key, value in stored.items() if key != LDL_KEY} | {"polarity": {"marker": 1}}
+    predictions = pd.read_parquet(ldl_home / "runs" / "a" / "predictions.parquet").query("split == 'test'")
+    assert lacks_ldl_entries(old) and not lacks_ldl_entries(stored) and not lacks_ldl_entries(old, False)
+    filled = split_emotion_metrics(old, predictions, MIKELS8)
+    assert filled["polarity"] == {"marker": 1}  # what metrics.json holds is kept, not recomputed
+    assert filled[LDL_KEY] == pytest.approx(stored[LDL_KEY])
+    assert LDL_KEY not in split_emotion_metrics(old, predictions, MIKELS8, has_probabilities=False)
+    assert LDL_KEY not in split_emotion_metrics(old, None, MIKELS8)
+
+
 def test_an_old_fi_run_without_votes_shows_no_ldl_block_and_no_error(tmp_path, monkeypatch):
     no_votes = manifest().drop(columns=[f"votes_{n}" for n in NAMES] + ["agree", "disagree"])
     dataset = write_dataset(tmp_path / "datasets" / "fi", no_votes, {}, MIKELS8)
