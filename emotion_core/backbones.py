@@ -237,8 +237,10 @@ class CamSplit:
     """trunk: images -> activations (the expensive part, run once without gradients);
     tail: activations -> logits, passing the CAM-shaped (N, C, h, w) tensor through
     `tail.cam_output`, the layer captum attributes to; `tail.logits_and_embeddings` also gives
-    the pooled features that enter the head (CNNs: the CAM layer's global average; ViT: the
-    class token after the final LayerNorm), from the same tail pass."""
+    the pooled features that enter the head, from the same tail pass (ResNet: the pooled vector
+    `fc` reads; ConvNeXt: the pooled vector after the classifier's LayerNorm, what the new head
+    reads; VGG: the global average of the grid the head reads; ViT: the class token after the
+    final LayerNorm)."""
     trunk: nn.Module
     tail: nn.Module
 
@@ -273,35 +275,44 @@ class _VggTail(nn.Module):
                 module.inplace = False  # in-place would overwrite the saved conv output
 
     def forward(self, activations: torch.Tensor) -> torch.Tensor:
-        x = self.rest(self.cam_output(activations))
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
+        return self.classifier(torch.flatten(self.head_grid(activations), 1))
+
+    def head_grid(self, activations: torch.Tensor) -> torch.Tensor:
+        """The grid the head reads, flattened: after the last max-pool and avgpool, (N, 512, 7, 7) for VGG19
+        at 224 (the CAM layer's 14x14 grid is before that max-pool)."""
+        return self.avgpool(self.rest(self.cam_output(activations)))
 
     def logits_and_embeddings(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, classes) logits and (N, C) embeddings: the CAM layer's channels averaged over the grid
-        (512-d for VGG19). The paper's head reads the whole 7x7 grid, so the global average is the
-        pooled summary, as ResNet's and ConvNeXt's heads read it."""
-        return self(activations), activations.mean(dim=(2, 3))
+        """(N, classes) logits and (N, C) embeddings: the grid the head reads (after the last max-pool),
+        averaged over its positions (512-d for VGG19). Both heads (the paper's, torchvision's with a new last
+        Linear) read that whole grid flattened; its global average is the pooled summary of the same
+        features, as ResNet's and ConvNeXt's heads read theirs. One pass: no extra cost over prediction."""
+        grid = self.head_grid(activations)  # (N, C, 7, 7)
+        return self.classifier(torch.flatten(grid, 1)), grid.mean(dim=(2, 3))
 
     def cam_hw(self, activations: torch.Tensor) -> tuple[int, int]:
         return tuple(activations.shape[2:])
 
 
 class _PooledTail(nn.Module):
-    """ResNet and ConvNeXt after their last stage: global pooling, then the classifier."""
+    """ResNet and ConvNeXt after their last stage: global pooling, then the classifier, a Sequential whose
+    last module is the head (ResNet: Flatten, fc; ConvNeXt: LayerNorm2d, Flatten, the head)."""
 
-    def __init__(self, pool: nn.Module, classifier: nn.Module):
+    def __init__(self, pool: nn.Module, classifier: nn.Sequential):
         super().__init__()
         self.cam_output = nn.Identity()
         self.pool = pool
-        self.classifier = classifier
+        self.before_head = classifier[:-1]  # shares the modules: ConvNeXt's LayerNorm stays trained
+        self.head = classifier[-1]
 
     def forward(self, activations: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.cam_output(activations)))  # (N, C, h, w) -> (N, classes)
+        return self.logits_and_embeddings(self.cam_output(activations))[0]  # (N, C, h, w) -> (N, classes)
 
     def logits_and_embeddings(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, classes) logits and the (N, C) pooled features the classifier reads, from one pooling."""
-        pooled = self.pool(activations)  # (N, C, 1, 1)
-        return self.classifier(pooled), pooled.flatten(1)
+        """(N, classes) logits and the (N, C) vector the head reads (ConvNeXt: after the classifier's
+        LayerNorm, which the head's weights were trained on), from one pooling."""
+        features = self.before_head(self.pool(activations)).flatten(1)  # (N, C, 1, 1) -> (N, C)
+        return self.head(features), features
 
     def cam_hw(self, activations: torch.Tensor) -> tuple[int, int]:
         return tuple(activations.shape[2:])

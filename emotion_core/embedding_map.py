@@ -157,9 +157,10 @@ def project(embeddings: np.ndarray, *, progress: Progress | None = None, seed: i
     if not np.isfinite(vectors).all():
         raise ValueError(f"{EMBEDDINGS_FILE} holds NaN or infinite values; evaluate the run again")
     n, dim = vectors.shape
-    if n < 3 or np.ptp(vectors, axis=0).max() == 0:  # nothing to spread: one point, two, or all identical
-        return np.zeros((n, 2), dtype=np.float32) if n < 2 or np.ptp(vectors) == 0 else \
-            np.column_stack([np.linspace(-1, 1, n), np.zeros(n)]).astype(np.float32)
+    if not np.any(vectors != vectors[0]):  # one point, or every row the same: one spot
+        return np.zeros((n, 2), dtype=np.float32)
+    if n < 3:  # two different points: apart on a line
+        return np.column_stack([np.linspace(-1, 1, n), np.zeros(n)]).astype(np.float32)
     if n < SMALL_MAP:
         return PCA(n_components=2, random_state=seed).fit_transform(vectors).astype(np.float32)
     report(0.02, f"PCA to {PCA_DIMENSIONS} dimensions")
@@ -171,13 +172,22 @@ def project(embeddings: np.ndarray, *, progress: Progress | None = None, seed: i
 def _layout(reduced: np.ndarray, report: Progress, seed: int) -> np.ndarray:
     """UMAP of the PCA-reduced rows. No random_state: a seeded UMAP runs on one thread (the map is computed
     once and cached, so a second computation's different but equivalent layout matters less than time)."""
+    global _umap_compiled
+    # A process's first UMAP compiles its numba code (about 15 s on 2 cores) before the neighbour search:
+    # say so, or the bar looks stuck.
+    first = "compiling UMAP (first map on this server, ~20 s), then " if not _umap_compiled else ""
+    report(0.1, f"{first}nearest neighbours of {len(reduced):,} points")
     import umap  # numba and pynndescent: seconds to import, imported only when a map is computed
 
-    report(0.1, f"nearest neighbours of {len(reduced):,} points")
     epochs = _EpochProgress(report, 0.5, 0.98)
     model = umap.UMAP(n_neighbors=min(UMAP_NEIGHBOURS, len(reduced) - 1), min_dist=0.1, n_components=2,
                       tqdm_kwds={"disable": False, "file": epochs, "bar_format": "{n}/{total}", "mininterval": 0.5})
-    return np.asarray(model.fit_transform(reduced), dtype=np.float32)
+    xy = np.asarray(model.fit_transform(reduced), dtype=np.float32)
+    _umap_compiled = True
+    return xy
+
+
+_umap_compiled = False  # whether this process has run UMAP (compiled its numba code) yet
 
 
 class _EpochProgress(io.TextIOBase):

@@ -35,26 +35,31 @@ PREFETCH_BATCHES = 4  # batches each loader worker prepares ahead (DataLoader's 
 @dataclass
 class FrameResult:
     table: pd.DataFrame                 # one row per readable image (predictions.parquet's columns)
-    cams: np.ndarray                    # (N, 2, h, w) float16, row i for table row i
+    cams: np.ndarray | None             # (N, 2, h, w) float16, row i for table row i; None: cams=False
     attributes: pd.DataFrame | None     # attributes.parquet's table for the same rows, when asked for
     embeddings: np.ndarray              # (N, d) float16, row i for table row i
 
 
 def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,
-                   attributes: bool = False, progress: Progress | None = None) -> FrameResult:
+                   attributes: bool = False, cams: bool = True, progress: Progress | None = None) -> FrameResult:
     """Predict every row with Grad-CAM and its embedding; with attributes=True also each image's
     automatic attributes, computed by the loader's workers from the image they decode for the model.
+    cams=False skips Grad-CAM (FrameResult.cams is None): for probabilities only, as cross-validation
+    keeps them; the attributes need the maps.
 
     Results stay on the predictor's device until the last batch and come back in one
     copy, so a GPU never waits for the host between batches."""
+    if attributes and not cams:
+        raise ValueError("the image attributes are computed from the Grad-CAM maps: attributes=True needs cams=True")
     loader = _evaluation_loader(predictor, rows, batch_size=batch_size, workers=workers, attributes=attributes)
-    probabilities, predicted, cams, embeddings, index, loaded, pixel_rows = [], [], [], [], [], [], []
+    probabilities, predicted, cam_parts, embeddings, index, loaded, pixel_rows = [], [], [], [], [], [], []
     bar = tqdm(total=len(rows), desc="evaluating", unit="img")
     for images, labels, rows_idx, ok, *pixels in loader:
-        result = predictor.evaluate_batch(images, labels)
+        result = predictor.evaluate_batch(images, labels, cams=cams)
         probabilities.append(result.probabilities)
         predicted.append(result.predicted)
-        cams.append(result.cams)
+        if cams:
+            cam_parts.append(result.cams)
         embeddings.append(result.embeddings)
         index.append(rows_idx.numpy())
         loaded.append(ok.numpy())
@@ -66,21 +71,21 @@ def evaluate_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int 
     if not loaded:  # an empty shard (more processes than images)
         table = predictions_table(rows.iloc[:0], np.empty((0, len(predictor.classes)), dtype=np.float32),
                                    np.empty(0, dtype=np.int64), predictor.classes)  # the dtypes of a full shard
-        cams = np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16)
-        return FrameResult(table, cams, attributes_table([], np.empty((0, len(PIXEL_COLUMNS))), cams)
+        maps = np.empty((0, 2, *predictor.cam_shape()), dtype=np.float16) if cams else None
+        return FrameResult(table, maps, attributes_table([], np.empty((0, len(PIXEL_COLUMNS))), maps)
                            if attributes else None, np.empty((0, predictor.embedding_size()), dtype=np.float16))
     keep = np.concatenate(loaded)
     order = np.concatenate(index)[keep]
     # the one read of the device: (N, classes) float32, (N,) int64, (N, 2, h, w) float16, (N, d) float16
-    probabilities, predicted, cams, embeddings = (torch.cat(parts).cpu().numpy()
-                                                  for parts in (probabilities, predicted, cams, embeddings))
+    probabilities, predicted, embeddings = (torch.cat(parts).cpu().numpy()
+                                            for parts in (probabilities, predicted, embeddings))
     table = predictions_table(rows.iloc[order].reset_index(drop=True), probabilities[keep], predicted[keep],
                                predictor.classes)
-    cams = cams[keep]
+    maps = torch.cat(cam_parts).cpu().numpy()[keep] if cams else None
     image_attributes = None
     if attributes:
-        image_attributes = attributes_table(table["image_id"].tolist(), np.concatenate(pixel_rows)[keep], cams)
-    return FrameResult(table, cams, image_attributes, embeddings[keep])
+        image_attributes = attributes_table(table["image_id"].tolist(), np.concatenate(pixel_rows)[keep], maps)
+    return FrameResult(table, maps, image_attributes, embeddings[keep])
 
 
 def predict_frame(predictor: Predictor, rows: pd.DataFrame, *, batch_size: int = 32, workers: int = 0,

@@ -13,6 +13,7 @@ votes or not, with Fisher's exact test.
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emotion_core.runs import RUN_FILE, is_imported_predictions, read_json
 from emotion_core.votes import (AGREEMENT_LEVELS, DISTRIBUTION_PREFIX, NO_VOTES, UNANIMOUS, VOTE_COLUMNS,
                                 distribution_columns, vote_distribution, votes_description, with_votes)
 
@@ -261,10 +263,26 @@ def export_csv(ranked: pd.DataFrame, classes: Sequence[str] | None = None) -> by
 
 
 def crossval_hint(run_dir: str | os.PathLike) -> str:
-    """Why the training images are not ranked, and the one command that makes them rankable."""
-    return ("The training images are not ranked: the run's own predictions of them are in-sample (the model "
-            "learned those labels, so a wrong one looks right). "
-            f"`{CROSSVAL_COMMAND.format(run=run_dir)}` writes out-of-sample probabilities for them ({OOF_FILE}).")
+    """Why the training images are not ranked, and the one command that makes them rankable (for a run
+    without a training recipe, imported predictions or a model trained elsewhere, what crossval needs instead)."""
+    why = ("The training images are not ranked: the run's own predictions of them are in-sample (the model "
+           "learned those labels, so a wrong one looks right). ")
+    if not has_training_recipe(run_dir):
+        return why + ("training.crossval would write out-of-sample probabilities for them, but it repeats a run's "
+                      "training recipe (run.json's config), which this run lacks (imported predictions or a model "
+                      "trained elsewhere): cross-validate a run trained here with training.train.")
+    command = CROSSVAL_COMMAND.format(run=shlex.quote(str(run_dir)))
+    return why + f"`{command}` writes out-of-sample probabilities for them ({OOF_FILE})."
+
+
+def has_training_recipe(run_dir: str | os.PathLike) -> bool:
+    """Whether run.json holds the training config training.crossval repeats (training.train writes it; an
+    import of predictions or of a model trained elsewhere does not)."""
+    try:
+        config = read_json(Path(run_dir) / RUN_FILE).get("config")
+    except (ValueError, OSError, AttributeError):  # an unreadable or odd run.json: no recipe to repeat
+        return False
+    return isinstance(config, dict) and "dataset" in config and not is_imported_predictions(run_dir)
 
 
 def read_oof(run_dir: str | os.PathLike) -> pd.DataFrame | None:
@@ -285,16 +303,18 @@ def agreeing_neighbours(rows: pd.DataFrame, predictions: pd.DataFrame, index, *,
     """For each image of `rows` that the run evaluated: how many of its k nearest evaluated images (cosine
     over the run's embeddings, itself left out; emotion_core.neighbours) carry its given label. Indexed by
     image_id; an image without an embedding (a cross-validated training image of a run that did not evaluate
-    train) is left out. index: a NeighbourIndex of the run's embeddings (row i: cam_index i)."""
+    train) is left out, and so is one whose embedding is all zeros (similar to nothing in particular).
+    index: a NeighbourIndex of the run's embeddings (row i: cam_index i)."""
     from emotion_core.neighbours import rows_in_embedding_order
 
     by_row = rows_in_embedding_order(predictions, index)  # position i: the image of embedding row i
-    row_of = {image_id: row for row, image_id in enumerate(by_row["image_id"])}
+    position_of = pd.Series(np.arange(len(by_row)), index=by_row["image_id"].to_numpy())
+    position_of = position_of[~position_of.index.duplicated(keep="last")]
+    own_rows = position_of.reindex(rows["image_id"].to_numpy()).fillna(-1).astype(np.int64)  # -1: not evaluated
     label_of_row = by_row["label"].to_numpy()
     counts = {}
-    for image_id, label in zip(rows["image_id"], rows["label"]):
-        own = row_of.get(image_id)
-        if own is not None:
+    for image_id, label, own in zip(rows["image_id"], rows["label"], own_rows):
+        if own >= 0 and np.any(index.unit[own]):
             found, _ = index.query(index.unit[own], k, exclude=[own])  # (1, k)
             counts[image_id] = int((label_of_row[found[0]] == label).sum())
     return pd.Series(counts, dtype="int64")

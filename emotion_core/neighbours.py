@@ -4,7 +4,8 @@ enter the head, one row per prediction, row i for cam_index i).
 Exact, with numpy: the embeddings are L2-normalised once (float32), a query is one matrix-vector
 product and an argpartition. Measured with bench/neighbours_latency.py at 118,000 x 512 on 2 cores: about
 6 ms per query (25 ms while other jobs loaded the machine), against 75 ms for scikit-learn's brute-force
-NearestNeighbors(metric="cosine"), which computes the cosine distances afresh on every query. numpy
+NearestNeighbors(metric="cosine"), which computes the cosine distances afresh on every query; about 11 ms
+through neighbours_of, the pages' path (the id lookup and split mask over the whole predictions table). numpy
 only: the dashboard's pages import this module without torch, scipy or scikit-learn.
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ from emotion_core.runs import EMBEDDINGS_FILE, PREDICTIONS_FILE, is_imported_pre
 
 SPLITS = ("train", "dev", "test")
 SPLIT_NOUNS = {"train": "training images", "dev": "dev images", "test": "test images"}
+ZERO_EMBEDDING_NOTE = ("Its embedding is all zeros (none of the features the head reads responds to it), so no "
+                       "image is more similar to it than another: no neighbours.")
 
 
 class NeighbourIndex:
@@ -121,7 +124,8 @@ def neighbours_of(predictions: pd.DataFrame, embeddings: np.ndarray | NeighbourI
     embedding (vector: an upload), as their prediction rows, most similar first, with a `similarity`
     column (cosine, 1 = same direction). predictions: the run's whole table; splits: where to look
     (None: every evaluated split). Fewer than k rows when fewer images are there; attrs["searched"]
-    holds how many were searched."""
+    holds how many were searched. An all-zero embedding has no direction to compare: no rows, and
+    attrs["note"] says so (shortfall_note returns it)."""
     if (image_id is None) == (vector is None):
         raise ValueError("give exactly one of image_id and vector")
     index = embeddings if isinstance(embeddings, NeighbourIndex) else NeighbourIndex(embeddings)
@@ -134,6 +138,10 @@ def neighbours_of(predictions: pd.DataFrame, embeddings: np.ndarray | NeighbourI
         if not len(own):
             raise ValueError(f"image {image_id!r} is not among the run's evaluated images")
         vector, searched[own] = index.unit[own[0]], False
+    if not np.any(np.asarray(vector, dtype=np.float32)):  # cosine similarity 0 to every image: no order
+        found = by_row.iloc[:0].reset_index(drop=True).assign(similarity=np.float64(0))
+        found.attrs.update(searched=int(searched.sum()), note=ZERO_EMBEDDING_NOTE)
+        return found
     rows, similarities = index.query(vector, k, candidates=searched)
     found = by_row.iloc[rows[0]].reset_index(drop=True)
     found["similarity"] = similarities[0].astype(np.float64)
@@ -150,7 +158,10 @@ def _valid_splits(splits: Iterable[str]) -> list[str]:
 
 
 def shortfall_note(neighbours: pd.DataFrame, k: int, splits: Iterable[str] | None = None) -> str | None:
-    """One line when fewer than k neighbours came back (None otherwise): how many there were to search."""
+    """One line when fewer than k neighbours came back (None otherwise): how many there were to search, or
+    neighbours_of's note (an all-zero embedding)."""
+    if neighbours.attrs.get("note"):
+        return neighbours.attrs["note"]
     if len(neighbours) >= k:
         return None
     where = _where(splits)

@@ -21,7 +21,7 @@ class BatchResult:
     back once at the end, so the host never waits for the device batch by batch."""
     probabilities: torch.Tensor  # (N, classes) float32
     predicted: torch.Tensor      # (N,) int64
-    cams: torch.Tensor           # (N, 2, h, w) float16: [predicted class, true class], each max 1
+    cams: torch.Tensor | None    # (N, 2, h, w) float16: [predicted class, true class], each max 1; None: not asked
     embeddings: torch.Tensor     # (N, d) float16: the pooled features that enter the head
 
 
@@ -58,8 +58,9 @@ class Predictor:
         model, config, payload = load_checkpoint(path)
         return cls(model, config.input_size, device, classes=checkpoint_classes(payload, path))
 
-    def evaluate_batch(self, images: torch.Tensor, labels: torch.Tensor) -> BatchResult:
-        """Probabilities plus Grad-CAM for predicted and true class, one trunk pass.
+    def evaluate_batch(self, images: torch.Tensor, labels: torch.Tensor, *, cams: bool = True) -> BatchResult:
+        """Probabilities plus Grad-CAM for predicted and true class, one trunk pass. cams=False: no
+        Grad-CAM (its two backward passes through the tail), for callers that keep only probabilities.
 
         Nothing here reads the device: copies in are non_blocking (a blocking copy waits
         for the device's queue) and the results stay on the device."""
@@ -69,6 +70,8 @@ class Predictor:
         logits, embeddings = self.gradcam.logits_and_embeddings(activations)
         probabilities = torch.softmax(logits.float(), dim=1)
         predicted = probabilities.argmax(dim=1)
+        if not cams:
+            return BatchResult(probabilities, predicted, None, embeddings.to(torch.float16))
         cam_pred = normalise_maps(self.gradcam.maps(activations, predicted))
         cam_true = normalise_maps(self.gradcam.maps(activations, labels))
         cams = torch.stack([cam_pred, cam_true], dim=1)

@@ -31,9 +31,10 @@ try:
 except ValueError as err:  # embeddings that do not match the predictions, a split without predictions
     st.error(f"No map for this split: {err}")
     st.stop()
-st.caption(f"{len(points):,} {st.session_state.get(ui.SPLIT)} images placed by their embeddings (the pooled "
-           f"features that enter the head; {method_description(len(points))}): near points look alike to the "
-           "model. Drag a box or a lasso to see the images below; double-click the map to clear.")
+split = st.session_state.get(ui.SPLIT) or "test"  # as ui.embedding_map chose it
+st.caption(f"{len(points):,} {split} images placed by their embeddings (the pooled features that enter the head; "
+           f"{method_description(len(points))}): near points look alike to the model. Drag a box or a lasso to "
+           "see the images below; double-click the map to clear.")
 colour_by = st.radio("Colour by", COLOUR_BY, horizontal=True, key="map_colour")
 st.plotly_chart(ui.embedding_map_figure(run, colour_by), on_select=keep_selection, selection_mode=("box", "lasso"),
                 key=CHART, config={"scrollZoom": True})

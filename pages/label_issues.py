@@ -6,7 +6,7 @@ from emotion_core.confusion import page_of
 from emotion_core.fileio import first_line
 from emotion_core.label_issues import (ALL_OUT_OF_SAMPLE, CROSS_VALIDATION, PROBABILITIES_FROM, crossval_hint,
                                        export_csv, filter_issues, flagged_by_agreement, flagged_vs_unanimous)
-from emotion_core.neighbours import missing_embeddings_message
+from emotion_core.neighbours import evaluate_command, missing_embeddings_message
 from emotion_core.report import Column, display_value
 from emotion_core.votes import AGREEMENT_LEVELS
 from pages.shared import frame, gallery, ui
@@ -85,6 +85,16 @@ def card_text(row: dict, tags: list[str], neighbours) -> str:
     return "  \n".join(lines + [f":gray[:small[{gallery.escape_markdown(details)}]]"])
 
 
+def inspect_link_or_command(image_id: str) -> None:
+    """The inspector opens evaluated images only (a link to another would show another image): a
+    cross-validated training image of a run that did not evaluate train gets the command that adds it."""
+    if ui.is_evaluated(run, image_id):
+        gallery.inspect_link(image_id)
+    else:
+        st.caption(f"Not evaluated by this run, so not in the inspector: "
+                   f"`{evaluate_command(run.path, ui.metrics(run).get('dataset'))}` adds it")
+
+
 def tag_all(store, dataset: str, image_ids: list[str]) -> None:
     """Button callback: the chosen tag on every image the filters keep."""
     tag = st.session_state.get("issue_bulk_tag", DEFAULT_TAG)
@@ -130,4 +140,4 @@ for n, (row, picture) in enumerate(zip(cards, gallery.card_pictures(run, cards, 
     with cells[n % gallery.COLUMNS].container(border=True):
         ui.show_jpeg(picture)
         st.markdown(card_text(row, tags.get(row["image_id"], []), neighbours))
-        gallery.inspect_link(row["image_id"])
+        inspect_link_or_command(row["image_id"])

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,8 @@ from emotion_core.model import load_checkpoint
 from emotion_core.predict import Predictor
 from tests.conftest import write_demo_dataset
 from training.cli import run_main
-from training.crossval import CROSSVAL_FILE, OOF_FILE, CrossvalConfig, crossval, get_args_parser, main
+from training.crossval import (CROSSVAL_DIR, CROSSVAL_FILE, OOF_FILE, PLAN_FILE, CrossvalConfig, _check_same_plan,
+                               assign_folds, crossval, get_args_parser, main)
 from training.schedule import Stage
 from training.train import TrainConfig, train
 
@@ -42,7 +44,14 @@ def base_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def crossvalidated(base_run) -> Path:
-    crossval(CrossvalConfig(run=str(base_run), folds=FOLDS, seed=1))
+    from emotion_core.gradcam import GradCam
+
+    def no_grad_cam(*args, **kwargs):
+        raise AssertionError("cross-validation computed Grad-CAM maps it never uses")
+
+    with pytest.MonkeyPatch.context() as patch:  # the held-out folds are predicted without maps
+        patch.setattr(GradCam, "maps", no_grad_cam)
+        crossval(CrossvalConfig(run=str(base_run), folds=FOLDS, seed=1))
     return base_run
 
 
@@ -109,6 +118,27 @@ def test_more_folds_than_images_of_a_class_is_one_line_before_training(base_run,
     assert "--folds 5 is more than the 4 'amusement' images of the train split" in err
     assert "use --folds 4 or fewer" in err
     assert not (run / "crossval").exists()
+
+
+def test_a_class_with_one_image_cannot_be_cross_validated_whatever_the_folds():
+    labels = pd.Series(["anger"] * 6 + ["awe"] + ["fear"] * 4)
+    with pytest.raises(ValueError) as err:
+        assign_folds(labels, folds=2, seed=0, split_name="the train split")
+    assert str(err.value).startswith("cross-validation needs at least 2 images of every class, but the train split "
+                                     "has 1 'awe' image")
+    assert "--folds" not in str(err.value)  # no number of folds would do
+    assert np.bincount(assign_folds(labels[labels != "awe"], folds=2, seed=0)).tolist() == [5, 5]
+
+
+def test_a_plan_file_with_a_key_this_version_lacks_is_one_line(tmp_path):
+    identity = {"folds": 2, "seed": 1, "splits": ["train"], "dataset": "/data", "dataset_manifest_sha256": "ab"}
+    plan = SimpleNamespace(run_dir=tmp_path, identity=lambda: identity)
+    (tmp_path / CROSSVAL_DIR).mkdir()
+    (tmp_path / CROSSVAL_DIR / PLAN_FILE).write_text(json.dumps({**identity, "fold_scheme": "grouped"}))
+    with pytest.raises(ValueError, match=r"another fold_scheme \(grouped there, None now\)"):
+        _check_same_plan(plan, SimpleNamespace(is_main=True))
+    (tmp_path / CROSSVAL_DIR / PLAN_FILE).write_text(json.dumps(identity))
+    _check_same_plan(plan, SimpleNamespace(is_main=True))  # the same cross-validation continues
 
 
 def test_bad_input_is_one_line(crossvalidated, base_run, tmp_path, capsys):

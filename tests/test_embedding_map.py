@@ -101,6 +101,9 @@ def test_the_projection_takes_few_identical_and_bad_points():
     two = project(rng.normal(size=(2, 16)))
     assert two.shape == (2, 2) and not np.allclose(two[0], two[1])
     assert np.allclose(project(np.ones((5, 16))), 0)  # all alike: one spot, no NaN
+    row = rng.normal(size=16)
+    for n in (2, 5, 150):  # identical rows that are not constant: one spot too, for any n
+        assert np.allclose(project(np.tile(row, (n, 1))), 0)
     few = project(rng.normal(size=(12, 16)))
     assert few.shape == (12, 2) and np.isfinite(few).all()
     bad = rng.normal(size=(12, 16))
@@ -109,8 +112,9 @@ def test_the_projection_takes_few_identical_and_bad_points():
         project(bad)
 
 
-def test_the_layout_of_a_larger_split_keeps_classes_together_and_reports_progress():
+def test_the_layout_of_a_larger_split_keeps_classes_together_and_reports_progress(monkeypatch):
     """The real method (more than SMALL_MAP points): classes that are apart in the embedding stay apart."""
+    monkeypatch.setattr(embedding_map, "_umap_compiled", False)  # as in a fresh server process
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 60)
     centres = rng.normal(0, 1, (3, 64)) * 3
@@ -124,6 +128,10 @@ def test_the_layout_of_a_larger_split_keeps_classes_together_and_reports_progres
     assert agreement > 0.95
     assert progress and all(0 <= f <= 1 for f, _ in progress)
     assert [f for f, _ in progress] == sorted(f for f, _ in progress)
+    # the first UMAP of a process compiles numba for seconds: its progress text says so, later ones do not
+    assert [text for _, text in progress if "compiling UMAP" in text] == \
+        ["compiling UMAP (first map on this server, ~20 s), then nearest neighbours of 180 points"]
+    assert embedding_map._umap_compiled
 
 
 def test_colour_groups_follow_the_class_order_and_skip_empty_groups():
@@ -204,8 +212,10 @@ def open_map_page(home, monkeypatch):
 def test_the_page_computes_the_map_once_and_a_selection_fills_the_gallery(map_workspace, monkeypatch):
     run = map_workspace / "runs" / "big"
     map_path(run, "test").unlink(missing_ok=True)
+    projections = counting_projections(monkeypatch)
     at = open_map_page(map_workspace, monkeypatch)
-    assert map_path(run, "test").exists()  # computed by the page, cached in the run dir
+    assert map_path(run, "test").exists() and projections == [60]  # computed by the page, cached in the run dir
+    assert any(c.value.startswith("60 test images placed by their embeddings") for c in at.caption)
     assert len(at.get("plotly_chart")) == 1
     assert any("No images selected" in i.value for i in at.info)
     predictions = pd.read_parquet(run / "predictions.parquet")
@@ -219,6 +229,7 @@ def test_the_page_computes_the_map_once_and_a_selection_fills_the_gallery(map_wo
     others = set(predictions["image_id"]) - set(chosen)
     assert not any(f"**{i}**" in cards for i in others)
     assert "→" in cards  # images of several cells: each card names its own
+    assert projections == [60]  # the reruns read the map, never compute it again
 
 
 def test_the_page_without_embeddings_names_the_command(map_workspace, tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from torch import nn
 from emotion_core.dataset import read_dataset
 from emotion_core.evaluation import evaluate_run
 from emotion_core.images import load_image
-from emotion_core.model import ModelConfig, build_model, cam_layer, save_checkpoint
+from emotion_core.backbones import last_conv_layer
+from emotion_core.model import ModelConfig, build_model, save_checkpoint
 from emotion_core.predict import Predictor
 from emotion_core.runs import EMBEDDINGS_FILE, load_embeddings, load_predictions
 from emotion_core.transforms import eval_transform
@@ -31,10 +32,17 @@ def make_run(folder, seed: int = 0):
     return model.eval()
 
 
+def grid_average(model: nn.Module, flattened: torch.Tensor) -> torch.Tensor:
+    """A VGG head's input (N, C*h*w: the grid after the last max-pool and avgpool, flattened) averaged over
+    the grid: (N, C)."""
+    channels = last_conv_layer(model).out_channels
+    return flattened.reshape(len(flattened), channels, -1).mean(dim=2)
+
+
 def features_of_a_separate_pass(model: nn.Module, paths: list[str]) -> np.ndarray:
-    """The whole torchvision model run as it is, its Grad-CAM layer's output averaged over the grid."""
+    """The whole torchvision model run as it is, what its head reads averaged over the grid."""
     seen = []
-    hook = cam_layer(model).register_forward_hook(lambda module, args, output: seen.append(output.mean(dim=(2, 3))))
+    hook = model.classifier.register_forward_pre_hook(lambda module, args: seen.append(grid_average(model, args[0])))
     images = torch.stack([eval_transform(SIZE)(load_image(p)) for p in paths])
     with torch.no_grad():
         model(images)
@@ -92,23 +100,28 @@ def test_an_uploaded_image_finds_its_stored_embedding(tmp_path, dataset):
     assert cam.shape == live.cam.shape
 
 
-ARCH_SIZES = {"resnet50": 64, "convnext_tiny": 64, "vit_b_16": 48}
+ARCH_SIZES = {"resnet50": 64, "convnext_tiny": 64, "vit_b_16": 48, "vgg16": 64}
 
 
 def head_input_hook(arch: str, model: nn.Module, seen: list):
     """Where each torchvision model's head reads its pooled features, in the whole model's own forward."""
     if arch == "resnet50":
         return model.fc.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    if arch == "convnext_tiny":
-        return model.avgpool.register_forward_hook(lambda module, args, output: seen.append(output.flatten(1)))
+    if arch == "convnext_tiny":  # after the classifier's LayerNorm: what the new head's weights read
+        return model.classifier[-1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    if arch == "vgg16":  # the grid after the last max-pool, averaged (the head reads it whole)
+        return model.classifier.register_forward_pre_hook(
+            lambda module, args: seen.append(grid_average(model, args[0])))
     return model.heads.register_forward_pre_hook(lambda module, args: seen.append(args[0]))  # ViT's class token
 
 
+@pytest.mark.parametrize("head", ["linear", "paper"])
 @pytest.mark.parametrize("arch", ARCH_SIZES)
-def test_every_backbone_embeds_what_its_head_reads(arch):
+def test_every_backbone_embeds_what_its_head_reads(arch, head):
     torch.manual_seed(0)
     size = ARCH_SIZES[arch]
-    model = build_model(ModelConfig(arch=arch, head="linear", input_size=size, pretrained=False)).eval()
+    fc = "8" if head == "linear" else "16x8"
+    model = build_model(ModelConfig(arch=arch, head=head, fc=fc, input_size=size, pretrained=False)).eval()
     images = torch.randn(2, 3, size, size)
     result = Predictor(model, size).evaluate_batch(images, torch.tensor([0, 3]))
     seen = []

@@ -150,8 +150,24 @@ def test_the_evaluation_loop_reads_the_device_once_not_per_batch(tmp_path):
             result = evaluate_frame(predictor, rows, batch_size=batch_size)
         reads[batch_size] = mode.reads
     assert reads[5] == reads[2] == ["copy to host"] * 4  # probabilities, classes, CAMs, embeddings: once each
+    with DeviceReads() as mode:
+        evaluate_frame(predictor, rows, batch_size=2, cams=False)
+    assert mode.reads == ["copy to host"] * 3  # no maps to read
     assert result.cams.shape == (len(rows) - 1, 2, 4, 4) and len(result.table) == len(rows) - 1
     assert result.embeddings.shape == (len(rows) - 1, 96) and result.embeddings.dtype == np.float16
+
+
+def test_without_cams_the_same_predictions_and_embeddings_and_no_grad_cam(tmp_path, monkeypatch):
+    rows = _rows(tmp_path / "images")
+    predictor = _predictor()
+    full = evaluate_frame(predictor, rows, batch_size=4)
+    monkeypatch.setattr(predictor.gradcam, "maps", lambda *args, **kwargs: pytest.fail("Grad-CAM computed"))
+    bare = evaluate_frame(predictor, rows, batch_size=4, cams=False)
+    assert bare.cams is None
+    pd.testing.assert_frame_equal(bare.table, full.table)
+    np.testing.assert_array_equal(bare.embeddings, full.embeddings)
+    with pytest.raises(ValueError, match="attributes=True needs cams=True"):
+        evaluate_frame(predictor, rows, attributes=True, cams=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

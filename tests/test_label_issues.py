@@ -319,3 +319,97 @@ def test_label_issues_page_ranks_cross_validated_training_images(issues_env):
     assert shown and all("train (cross-validated)" in card.replace("\\", "") for card in shown)
     assert all("votes " in card or "no votes" in card for card in shown)
     assert int(at.metric[0].value.replace(",", "")) == len(manifest)
+
+
+def write_oof_of_every_train_image(home: Path) -> pd.DataFrame:
+    """oof_probabilities.parquet for every training image of the demo dataset (random distributions)."""
+    manifest = pd.read_parquet(home / "datasets" / "demo" / "manifest.parquet").query("split == 'train'")
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(8) * 0.5, len(manifest))
+    classes = ["amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sadness"]
+    oof = pd.DataFrame({"image_id": manifest["image_id"].to_numpy(), "path": manifest["path"].to_numpy(),
+                        "split": "train", "label": manifest["label"].to_numpy(),
+                        "label_idx": manifest["label"].map(classes.index).to_numpy(),
+                        "fold": np.arange(len(manifest)) % 3,
+                        **{f"p_{c}": probabilities[:, k] for k, c in enumerate(classes)}})
+    oof.to_parquet(home / "runs" / "demo" / OOF_FILE, index=False)
+    return oof
+
+
+def forget_the_train_evaluation(run: Path) -> None:
+    """The run as if evaluated on dev and test only: its train rows, maps and embeddings removed."""
+    import json
+
+    predictions = pd.read_parquet(run / "predictions.parquet").sort_values("cam_index")
+    kept = predictions[predictions["split"] != "train"]
+    for name in ("cams.npy", "embeddings.npy"):
+        np.save(run / name, np.load(run / name)[kept["cam_index"].to_numpy()])
+    kept.assign(cam_index=np.arange(len(kept))).to_parquet(run / "predictions.parquet", index=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["splits"].pop("train", None)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    shutil.rmtree(run / "cache", ignore_errors=True)
+
+
+def test_a_cross_validated_image_the_run_did_not_evaluate_gets_the_command_not_an_inspect_link(issues_env):
+    run = issues_env / "runs" / "demo"
+    forget_the_train_evaluation(run)
+    oof = write_oof_of_every_train_image(issues_env)
+    at = open_page("pages/label_issues.py")
+    at.selectbox(key="issue_scope").set_value("train").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = cards(at)
+    assert shown and not [link for link in at.page_link if link.value == "Inspect"]
+    commands = [c.value for c in at.caption if c.value.startswith("Not evaluated by this run")]
+    assert len(commands) == len(shown)
+    assert f"python -m training.evaluate --run {run}" in commands[0] and "--split train,dev,test" in commands[0]
+    at.selectbox(key="issue_scope").set_value("dev").run()
+    links = [link.proto.query_string for link in at.page_link if link.value == "Inspect"]
+    assert len(links) == len(cards(at)) > 0  # evaluated images keep their link
+
+    # a link to one of them (an old bookmark) says it is not there, rather than showing another image silently
+    missing = oof["image_id"].iloc[0]
+    at.query_params["image"] = missing
+    at.switch_page("pages/inspector.py").run()
+    assert not at.exception and not at.error
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and f"did not evaluate image {missing}" in warnings[0] and "\n" not in warnings[0]
+    assert "--split train,dev,test" in warnings[0]
+    assert not at.subheader[0].value.startswith(f"{missing}:")
+
+
+def test_the_card_neighbour_counts_are_not_counted_again_on_a_rerun(issues_env, monkeypatch):
+    import emotion_core.label_issues as label_issues
+
+    calls, real = [], label_issues.agreeing_neighbours
+
+    def counted(rows, *args, **kwargs):
+        calls.append(len(rows))
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(label_issues, "agreeing_neighbours", counted)
+    at = open_page("pages/label_issues.py")
+    assert len(calls) == 1 and any("nearest evaluated images share its label" in card for card in cards(at))
+    at.run()
+    at.toggle(key="issue_flagged_only").set_value(True).run()  # the same cards
+    assert len(calls) == 1
+    at.multiselect(key="issue_given").set_value(["amusement"])
+    at.toggle(key="issue_flagged_only").set_value(False).run()  # other cards: counted for them
+    assert len(calls) == 2 and not at.exception
+    assert all("given **Amusement**" in card for card in cards(at))
+
+
+def test_the_crossval_command_quotes_the_run_and_an_imported_run_gets_none(tmp_path):
+    import json
+
+    from emotion_core.label_issues import crossval_hint
+
+    run = tmp_path / "my run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"config": {"dataset": "/data/fi", "arch": "vgg19"}}))
+    assert f"`python -m training.crossval --run '{run}' --folds 5`" in crossval_hint(run)
+    for meta in ({"source": "imported predictions", "config": {"dataset": "/data/fi"}}, {"source": "import_model"}):
+        (run / "run.json").write_text(json.dumps(meta))
+        hint = crossval_hint(run)
+        assert "python -m training.crossval --run" not in hint and "a run trained here" in hint and "\n" not in hint
+    (run / "run.json").unlink()
+    assert "a run trained here" in crossval_hint(run)

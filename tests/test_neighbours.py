@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from emotion_core.labels import FI_CLASSES
-from emotion_core.neighbours import (NeighbourIndex, label_summary, missing_embeddings_message, neighbours_of,
-                                     shortfall_note)
+from emotion_core.neighbours import (ZERO_EMBEDDING_NOTE, NeighbourIndex, label_summary, missing_embeddings_message,
+                                     neighbours_of, shortfall_note)
 
 
 def brute_force(embeddings: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[list, np.ndarray]:
@@ -103,6 +103,16 @@ def test_an_uploaded_vector_finds_its_image_first():
     table, embeddings = run_table()
     found = neighbours_of(table, embeddings, vector=embeddings[5].astype(np.float32), k=3)
     assert found["image_id"].iloc[0] == "img5" and found["similarity"].iloc[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_an_all_zero_embedding_has_no_neighbours_and_says_why():
+    table, embeddings = run_table()
+    embeddings[3] = 0  # img3: no feature responded
+    for found in (neighbours_of(table, embeddings, vector=np.zeros(6, dtype=np.float32), k=4),
+                  neighbours_of(table, embeddings, image_id="img3", k=4, splits=["train", "dev", "test"])):
+        assert found.empty and "similarity" in found.columns
+        assert shortfall_note(found, 4) == ZERO_EMBEDDING_NOTE and "\n" not in ZERO_EMBEDDING_NOTE
+    assert len(neighbours_of(table, embeddings, image_id="img4", k=4)) == 4  # the others still have theirs
 
 
 def test_fewer_images_than_k_and_an_empty_split_say_so():

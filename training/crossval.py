@@ -13,6 +13,10 @@ Writes RUN/oof_probabilities.parquet (image_id, path, split, label, label_idx, f
 RUN/crossval.json (folds, seed, sizes and held-out accuracy per fold, the recipe) and
 RUN/crossval/fold_<k>/ (each fold model's run dir). Run it again after an interruption: finished
 folds are skipped and an interrupted one resumes from its last completed epoch.
+
+Under torchrun every process reads and writes RUN: rank 0 alone writes each fold's dataset
+(RUN/crossval/datasets/fold_<k>) and held-out predictions, which the other ranks then read, so a
+multi-node run needs RUN (and the dataset) on a filesystem every node shares.
 """
 from __future__ import annotations
 
@@ -107,6 +111,9 @@ def assign_folds(labels: pd.Series, *, folds: int, seed: int, split_name: str = 
         raise ValueError(f"--folds must be at least 2, got {folds}")
     counts = labels.value_counts().sort_index()  # ties: the first class by name, the same every time
     rarest, fewest = counts.idxmin(), int(counts.min())
+    if fewest < 2:  # no --folds would do: an image held out must leave another of its class to train on
+        raise ValueError(f"cross-validation needs at least 2 images of every class, but {split_name} has "
+                         f"{fewest} {rarest!r} image; add images of {rarest!r} or cross-validate another split")
     if fewest < folds:
         raise ValueError(f"--folds {folds} is more than the {fewest} {rarest!r} images of {split_name}: "
                          f"every fold needs an image of each class; use --folds {fewest} or fewer")
@@ -225,9 +232,9 @@ def _check_same_plan(plan: Plan, info: DistInfo) -> None:
     identity = plan.identity()
     saved = read_json(path)
     if saved and saved != identity:
-        changed = next(k for k in identity if saved.get(k) != identity[k])
+        changed = next(k for k in [*identity, *saved] if saved.get(k) != identity.get(k))  # one differs: != above
         raise ValueError(f"{plan.run_dir / CROSSVAL_DIR} holds a cross-validation with another {changed} "
-                         f"({saved.get(changed)} there, {identity[changed]} now); rerun with the same "
+                         f"({saved.get(changed)} there, {identity.get(changed)} now); rerun with the same "
                          f"--folds/--seed/--split/--dataset, or delete that folder to start over")
     if info.is_main and not saved:
         write_json(path, identity)
@@ -294,7 +301,7 @@ def _predict_heldout(plan: Plan, fold: int, info: DistInfo, device: torch.device
     rows = plan.rows[plan.fold_of_row == fold].reset_index(drop=True)
     shard = rows.iloc[info.rank::info.world_size]
     result = evaluate_frame(predictor, shard, batch_size=max(1, plan.recipe.batch_size // info.world_size),
-                            workers=min(plan.recipe.workers, 2))
+                            workers=min(plan.recipe.workers, 2), cams=False)  # probabilities only
     probabilities = [f"p_{name}" for name in plan.classes.names]
     table = result.table[[*ROW_COLUMNS, *probabilities]].assign(fold=fold)
     parts = gather_to_main(info)(table)

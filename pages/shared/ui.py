@@ -201,13 +201,33 @@ def label_issues(run: runs.RunInfo, scope: str):
 def label_issue_neighbours(run: runs.RunInfo, rows: pd.DataFrame, k: int) -> pd.Series | None:
     """For the cards on screen: how many of each image's k nearest evaluated images carry its given label
     (emotion_core.label_issues.agreeing_neighbours, over the shared neighbour_index); None when the run has
-    no embeddings."""
+    no embeddings. Counted once per run, file versions and cards shown, not on every rerun of the page."""
+    versions = (_mtime(run.path / runs.PREDICTIONS_FILE), _mtime(run.path / runs.EMBEDDINGS_FILE))
+    counts = _label_issue_neighbours(str(run.path), versions, tuple(rows["image_id"].astype(str)),
+                                     tuple(rows["label"].astype(str)), k)
+    return None if counts is None else counts.copy()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _label_issue_neighbours(run_path: str, versions: tuple[float, float], image_ids: tuple[str, ...],
+                            labels: tuple[str, ...], k: int) -> pd.Series | None:
     from emotion_core.label_issues import agreeing_neighbours
 
-    index = neighbour_index(run)
+    index = _neighbour_index(run_path, versions[1])
     if index is None:
         return None
-    return agreeing_neighbours(rows, _predictions(*predictions_version(run)), index, k=k)
+    rows = pd.DataFrame({"image_id": list(image_ids), "label": list(labels)})
+    return agreeing_neighbours(rows, _predictions(run_path, versions[0]), index, k=k)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _evaluated_ids(run_path: str, mtime: float) -> pd.Index:
+    return pd.Index(_predictions(run_path, mtime)["image_id"].astype(str).unique())
+
+
+def is_evaluated(run: runs.RunInfo, image_id: str) -> bool:
+    """Whether the run evaluated this image in any split (the inspector can show it)."""
+    return str(image_id) in _evaluated_ids(*predictions_version(run))
 
 
 def discovery(run: runs.RunInfo, tags: pd.DataFrame | None, min_images: int) -> pd.DataFrame:
