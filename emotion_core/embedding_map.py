@@ -157,6 +157,8 @@ def project(embeddings: np.ndarray, *, progress: Progress | None = None, seed: i
     if not np.isfinite(vectors).all():
         raise ValueError(f"{EMBEDDINGS_FILE} holds NaN or infinite values; evaluate the run again")
     n, dim = vectors.shape
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.float32)
     if not np.any(vectors != vectors[0]):  # one point, or every row the same: one spot
         return np.zeros((n, 2), dtype=np.float32)
     if n < 3:  # two different points: apart on a line

@@ -220,6 +220,10 @@ def trained_on(run_dir: str | os.PathLike) -> str | None:
     if not isinstance(config, dict):
         return None
     names = ("target", "spread", "epsilon", "mix")
-    options = TargetOptions(**{name: config[name] for name in names if config.get(name) is not None})
-    counts = (run.get("target") or {}).get("train_images") or {}
-    return options.words(spread_applies=counts.get(FROM_AGREE, 1) > 0)  # unknown counts: say the spread
+    try:  # a hand-edited or foreign run.json may hold other types: unknown, not an error on every page
+        options = TargetOptions(**{name: config[name] for name in names if config.get(name) is not None})
+        target = run.get("target")
+        counts = (target.get("train_images") if isinstance(target, dict) else None) or {}
+        return options.words(spread_applies=counts.get(FROM_AGREE, 1) > 0)  # unknown counts: say the spread
+    except (TypeError, ValueError, AttributeError):
+        return None

@@ -30,8 +30,8 @@ current = next(i for i in candidates if ui.prediction_row_any_split(run, i) is n
 if linked is not None and linked != current:  # a link to an image the run did not evaluate: say so, not silently
     every_split = (f"; `{evaluate_command(run.path, ui.metrics(run).get('dataset'))}` evaluates every split"
                    if run.has_model else "")
-    st.warning(f"This run did not evaluate image {linked} (the link's ?image=), so it shows {current} "
-               f"instead{every_split}")
+    st.warning(f"This run did not evaluate image {gallery.escape_markdown(linked)} (the link's ?image=), so it "
+               f"shows {gallery.escape_markdown(current)} instead{every_split}")
 st.session_state[ui.INSPECT] = current
 row = ui.prediction_row_any_split(run, current)
 if current in ids:

@@ -97,6 +97,7 @@ def test_no_embeddings_rows_that_do_not_match_and_an_empty_split_are_one_line_er
 
 def test_the_projection_takes_few_identical_and_bad_points():
     rng = np.random.default_rng(0)
+    assert project(np.empty((0, 16))).shape == (0, 2)
     assert project(rng.normal(size=(1, 16))).shape == (1, 2)
     two = project(rng.normal(size=(2, 16)))
     assert two.shape == (2, 2) and not np.allclose(two[0], two[1])

@@ -148,6 +148,12 @@ def test_training_with_a_flag_the_target_ignores_writes_nothing(tiny_dataset, tm
     ({"source": "imported predictions", "predictions": "x.csv"}, None),
     ({"source": "imported model", "model": {"arch": "vgg19"}}, None),
     (None, None),  # no run.json
+    # a hand-edited or foreign run.json with other types: unknown, never an error on the pages that show it
+    ({"config": {"target": "onehot"}, "target": "onehot"}, "one-hot"),
+    ({"config": {"target": "smoothed", "epsilon": "0.2"}}, None),
+    ({"config": {"target": "votes", "mix": "0.5"}}, None),
+    ({"config": {"target": "votes"}, "target": {"train_images": {"agree/disagree votes": None}}}, None),
+    ({"config": {"target": "votes"}, "target": {"train_images": [1]}}, None),
 ])
 def test_what_a_run_trained_on_is_read_from_its_run_json(tmp_path, run_json, expected):
     import json
