@@ -11,7 +11,8 @@ PROGRAMS = sorted(p.name for p in (ROOT / "bench").glob("*.py") if p.name not in
 
 def test_the_bench_programs_are_all_listed():
     assert PROGRAMS == ["attributes_throughput.py", "browser_latency.py", "dashboard_latency.py",
-                        "embedding_map.py", "eval_throughput.py", "neighbours_latency.py", "train_throughput.py"]
+                        "embedding_map.py", "eval_throughput.py", "map_browser.py", "neighbours_latency.py",
+                        "train_throughput.py"]
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
