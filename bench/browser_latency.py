@@ -121,14 +121,35 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cells", type=int, default=6, help="confusion cells clicked, then revisited (default 6)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="times the toggle, next-page and inspector steps are timed (default 3)")
+    add_session_options(parser, timeout=120)
+    return parser
+
+
+def add_session_options(parser: argparse.ArgumentParser, timeout: float, why: str = "") -> None:
+    """The workspace and step-timing options every browser benchmark takes."""
     parser.add_argument("--workspace", type=Path, default=None,
                         help="workspace folder to build the run in (reused if it already holds it); "
                              "default: a temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the workspace (with --workspace)")
     parser.add_argument("--settle", type=float, default=0.4,
                         help="seconds a step must stay done before it counts as done (default 0.4)")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds one step may take (default 120)")
-    return parser
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help=f"seconds one step may take (default {timeout:g}{why})")
+
+
+@contextmanager
+def browser_session(workspace: Path, timeout: float, probe: str):
+    """A dashboard server on the workspace and one Chromium tab with the probe script: (page, url, server pid)."""
+    from playwright.sync_api import sync_playwright  # only when a benchmark runs: --help works without it
+
+    with streamlit_server(workspace) as (url, health_seconds, pid), sync_playwright() as playwright:
+        print(f"server answered its health check {health_seconds:.1f} s after start")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.add_init_script(probe)
+        page.set_default_timeout(timeout * 1000)
+        yield page, url, pid
+        browser.close()
 
 
 def free_port() -> int:
@@ -368,8 +389,6 @@ def main(args: argparse.Namespace) -> None:
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     if not os.path.exists(CHROMIUM):
         sys.exit(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory() as scratch:
         workspace = args.workspace or Path(scratch)
         workspace.mkdir(parents=True, exist_ok=True)
@@ -378,15 +397,9 @@ def main(args: argparse.Namespace) -> None:
         predictions = pd.read_parquet(run / "predictions.parquet")
         print(f"{len(predictions):,} predictions over {predictions['path'].nunique():,} distinct {width}x{height} "
               f"JPEG files; {os.cpu_count()} CPU cores")
-        with streamlit_server(workspace) as (url, health_seconds, pid), sync_playwright() as playwright:
-            print(f"server answered its health check {health_seconds:.1f} s after start")
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.add_init_script(PAGE_PROBE)
-            page.set_default_timeout(args.timeout * 1000)
+        with browser_session(workspace, args.timeout, PAGE_PROBE) as (page, url, pid):
             overview_charts = 1 + (run / "history.csv").exists()  # per-class bars (and learning curves)
             watch = time_dashboard(page, url, pid, predictions, overview_charts, args)
-            browser.close()
         watch.summary()
         if args.workspace and not args.keep:
             shutil.rmtree(args.workspace / "runs" / "big", ignore_errors=True)

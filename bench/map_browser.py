@@ -34,8 +34,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.browser_latency import CHROMIUM, FLAGS, PAGE_PROBE, Done, Stopwatch, Traffic, build_run, \
-    streamlit_server  # noqa: E402
+from bench.browser_latency import CHROMIUM, PAGE_PROBE, Done, Stopwatch, Traffic, add_session_options, \
+    browser_session, build_run  # noqa: E402
 from emotion_core.embedding_map import AGREEMENT, CORRECTNESS, map_path  # noqa: E402
 from emotion_core.fileio import write_npy  # noqa: E402
 from emotion_core.runs import EMBEDDINGS_FILE  # noqa: E402
@@ -57,14 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=118_000,
                         help="test predictions with embeddings, the map's points (default 118000)")
-    parser.add_argument("--workspace", type=Path, default=None,
-                        help="workspace folder to build the run in (reused if it already holds it); "
-                             "default: a temporary folder")
-    parser.add_argument("--keep", action="store_true", help="keep the workspace (with --workspace)")
-    parser.add_argument("--settle", type=float, default=0.4,
-                        help="seconds a step must stay done before it counts as done (default 0.4)")
-    parser.add_argument("--timeout", type=float, default=900,
-                        help="seconds one step may take (default 900: the first visit computes the map)")
+    add_session_options(parser, timeout=900, why=": the first visit computes the map")
     return parser
 
 
@@ -183,8 +176,6 @@ def main(args: argparse.Namespace) -> None:
         sys.exit(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
     if args.points < 1000:
         sys.exit("--points must be at least 1000 (a box over a smaller map may hold no point)")
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory() as scratch:
         workspace = args.workspace or Path(scratch)
         workspace.mkdir(parents=True, exist_ok=True)
@@ -195,14 +186,8 @@ def main(args: argparse.Namespace) -> None:
         shutil.rmtree(run / "cache", ignore_errors=True)  # first gallery visits make their thumbnails
         map_path(run, "test").unlink(missing_ok=True)  # the first visit computes the map
         print(f"{args.points:,} points of 512-d float16 embeddings; {os.cpu_count()} CPU cores")
-        with streamlit_server(workspace) as (url, health_seconds, pid), sync_playwright() as playwright:
-            print(f"server answered its health check {health_seconds:.1f} s after start")
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.add_init_script(PAGE_PROBE + MAP_PROBE)
-            page.set_default_timeout(args.timeout * 1000)
+        with browser_session(workspace, args.timeout, PAGE_PROBE + MAP_PROBE) as (page, url, pid):
             watch = time_map_page(page, url, pid, run, args)
-            browser.close()
         watch.summary()
         if args.workspace and not args.keep:
             shutil.rmtree(args.workspace / "runs" / "big", ignore_errors=True)
