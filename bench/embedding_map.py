@@ -54,20 +54,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def clustered_embeddings(n: int, dim: int = 512, classes: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n, dim) float16 non-negative features and (n,) class ids: each class a mixture of 4 Gaussian
-    blobs in a 32-d latent space, mapped to dim by one random linear map, noise added, then ReLU.
-    The blobs overlap (a 10-NN classifier in 512-d agrees with the class about 60% of the time, near
-    the paper's 60% accuracy), so the map has real mixing to keep or lose."""
+def labelled_embeddings(labels: np.ndarray, dim: int = 512, seed: int = 1) -> np.ndarray:
+    """(n, dim) float16 non-negative features clustered by label: each class a mixture of 4 Gaussian
+    blobs in a 32-d latent space, mapped to dim by one random linear map, noise added, then ReLU
+    (float32 arithmetic: 118,000 x 512 in float64 would be half a gigabyte per temporary)."""
     rng = np.random.default_rng(seed)
     latent_dim, blobs = 32, 4
-    centres = rng.normal(0.0, 1.0, (classes, blobs, latent_dim))
-    labels = rng.integers(0, classes, n)
-    blob = rng.integers(0, blobs, n)
-    latent = centres[labels, blob] + rng.normal(0.0, 1.6, (n, latent_dim))
-    mapping = rng.normal(0.0, 1.0 / np.sqrt(latent_dim), (latent_dim, dim))
-    features = np.maximum(latent @ mapping + rng.normal(0.0, 0.3, (n, dim)) + 0.5, 0.0)
-    return features.astype(np.float16), labels
+    centres = rng.normal(0.0, 1.0, (int(labels.max()) + 1, blobs, latent_dim)).astype(np.float32)
+    latent = centres[labels, rng.integers(0, blobs, len(labels))] + rng.normal(0.0, 1.6, (len(labels), latent_dim))
+    mapping = rng.normal(0.0, 1.0 / np.sqrt(latent_dim), (latent_dim, dim)).astype(np.float32)
+    features = latent.astype(np.float32) @ mapping
+    features += rng.normal(0.0, 0.3, features.shape).astype(np.float32) + 0.5
+    return np.maximum(features, 0.0).astype(np.float16)
+
+
+def clustered_embeddings(n: int, dim: int = 512, classes: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) float16 features (labelled_embeddings) and their (n,) random class ids. The blobs overlap
+    (a 10-NN classifier in 512-d agrees with the class about 60% of the time, near the paper's 60%
+    accuracy), so the map has real mixing to keep or lose."""
+    labels = np.random.default_rng(seed).integers(0, classes, n)
+    return labelled_embeddings(labels, dim, seed=seed + 1), labels
 
 
 def unit_rows(features: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.browser_latency import CHROMIUM, PAGE_PROBE, Done, Stopwatch, Traffic, add_session_options, \
     browser_session, build_run  # noqa: E402
+from bench.embedding_map import labelled_embeddings  # noqa: E402
 from emotion_core.embedding_map import AGREEMENT, CORRECTNESS, map_path  # noqa: E402
 from emotion_core.fileio import write_npy  # noqa: E402
 from emotion_core.runs import EMBEDDINGS_FILE  # noqa: E402
@@ -59,20 +60,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="test predictions with embeddings, the map's points (default 118000)")
     add_session_options(parser, timeout=900, why=": the first visit computes the map")
     return parser
-
-
-def labelled_embeddings(labels: np.ndarray, dim: int = 512, seed: int = 1) -> np.ndarray:
-    """(n, dim) float16 non-negative features clustered by label: each class 4 overlapping Gaussian blobs in
-    a 32-d latent space mapped to dim by one random linear map, noise added, then ReLU (the recipe of
-    bench/embedding_map.py's clustered_embeddings, for given labels)."""
-    rng = np.random.default_rng(seed)
-    latent_dim, blobs = 32, 4
-    centres = rng.normal(0.0, 1.0, (int(labels.max()) + 1, blobs, latent_dim)).astype(np.float32)
-    latent = centres[labels, rng.integers(0, blobs, len(labels))] + rng.normal(0.0, 1.6, (len(labels), latent_dim))
-    mapping = rng.normal(0.0, 1.0 / np.sqrt(latent_dim), (latent_dim, dim)).astype(np.float32)
-    features = latent.astype(np.float32) @ mapping
-    features += rng.normal(0.0, 0.3, features.shape).astype(np.float32) + 0.5
-    return np.maximum(features, 0.0).astype(np.float16)
 
 
 def add_embeddings(run: Path) -> None:

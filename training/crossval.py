@@ -293,7 +293,7 @@ def _write_fold_dataset(plan: Plan, fold: int) -> None:
 
 def _predict_heldout(plan: Plan, fold: int, info: DistInfo, device: torch.device) -> pd.DataFrame | None:
     """Fold k's images through fold model k, sharded over the processes and gathered on rank 0
-    in row order: the table of ROW_COLUMNS, fold and p_<class> (unreadable images left out)."""
+    (shard by shard, not in row order): the table of ROW_COLUMNS, fold and p_<class> (unreadable images left out)."""
     fold_dir = plan.fold_dir(fold)
     model, model_config, _ = load_checkpoint(fold_dir / "checkpoint.pt", dataset_classes=plan.classes,
                                              dataset=plan.dataset)
@@ -307,10 +307,8 @@ def _predict_heldout(plan: Plan, fold: int, info: DistInfo, device: torch.device
     parts = gather_to_main(info)(table)
     if parts is None:
         return None
-    merged = pd.concat(parts, ignore_index=True)
-    position = pd.Series(np.arange(len(rows)), index=rows["image_id"])
-    merged = merged.iloc[np.argsort(position[merged["image_id"]].to_numpy(), kind="stable")]
-    return merged[[*ROW_COLUMNS, "fold", *probabilities]].reset_index(drop=True)
+    merged = pd.concat(parts, ignore_index=True)  # in shard order: _write_results sorts every fold at once
+    return merged[[*ROW_COLUMNS, "fold", *probabilities]]
 
 
 def _write_results(plan: Plan, heldout: list[pd.DataFrame]) -> dict:
