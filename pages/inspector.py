@@ -3,7 +3,6 @@ import numpy as np
 import streamlit as st
 
 from emotion_core.dataset_attributes import describe
-from emotion_core.neighbours import evaluate_command
 from emotion_core.plots import vote_bars
 from emotion_core.votes import vote_distribution
 from pages.shared import frame, gallery, multilabel_view, neighbours_panel, ui
@@ -28,7 +27,7 @@ linked, last = st.query_params.get("image"), st.session_state.get(ui.INSPECT)
 candidates = [linked, last if last in ids else None, ids[0] if ids else None, last, predictions["image_id"].iloc[0]]
 current = next(i for i in candidates if ui.prediction_row_any_split(run, i) is not None)  # a neighbour: any split
 if linked is not None and linked != current:  # a link to an image the run did not evaluate: say so, not silently
-    every_split = (f"; `{evaluate_command(run.path, ui.metrics(run).get('dataset'))}` evaluates every split"
+    every_split = (f"; `{ui.evaluate_command(run)}` evaluates every split"
                    if run.has_model else "")
     st.warning(f"This run did not evaluate image {gallery.escape_markdown(linked)} (the link's ?image=), so it "
                f"shows {gallery.escape_markdown(current)} instead{every_split}")

@@ -2,11 +2,10 @@
 their annotator votes. Is it the model's fault or the label's?"""
 import streamlit as st
 
-from emotion_core.confusion import page_of
 from emotion_core.fileio import first_line
 from emotion_core.label_issues import (ALL_OUT_OF_SAMPLE, CROSS_VALIDATION, PROBABILITIES_FROM, crossval_hint,
                                        export_csv, filter_issues, flagged_by_agreement, flagged_vs_unanimous)
-from emotion_core.neighbours import evaluate_command, missing_embeddings_message
+from emotion_core.neighbours import missing_embeddings_message
 from emotion_core.report import Column, display_value
 from emotion_core.votes import AGREEMENT_LEVELS
 from pages.shared import frame, gallery, ui
@@ -92,7 +91,7 @@ def inspect_link_or_command(image_id: str) -> None:
         gallery.inspect_link(image_id)
     else:
         st.caption(f"Not evaluated by this run, so not in the inspector: "
-                   f"`{evaluate_command(run.path, ui.metrics(run).get('dataset'))}` adds it")
+                   f"`{ui.evaluate_command(run)}` adds it")
 
 
 def tag_all(store, dataset: str, image_ids: list[str]) -> None:
@@ -128,9 +127,7 @@ gallery.show_tag_message()
 if shown.empty:
     st.info("No ranked image with these filters.")
     st.stop()
-pages = max(1, -(-len(shown) // gallery.PER_PAGE))
-page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"issue_page_{scope}_{len(shown)}", width=220)
-on_page = page_of(shown, int(page), gallery.PER_PAGE)
+on_page = gallery.page_picker(shown, f"issue_page_{scope}_{len(shown)}")
 tag_table = store.tags_of(dataset) if store else None
 tags = gallery.tags_of_images(tag_table, on_page["image_id"]) if tag_table is not None else {}
 neighbours = neighbour_counts(on_page)

@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from emotion_core.emotion_metrics import LABELS_ONLY_NOTE, LEVEL_NAMES, lacks_ldl_entries, split_emotion_metrics
+from emotion_core.html_report import AGREEMENT_COLUMNS
 from emotion_core.labels import ClassSet
 from emotion_core.ldl_metrics import AGREEMENT_KEY, LDL_KEY, MEASURES, measure_label
 from emotion_core.plots import learning_curves, per_class_bars, reliability_figure
@@ -10,8 +11,6 @@ from emotion_core.report import PAPER_COLUMNS, Column, display_value, paper_tabl
 from emotion_core.runs import has_probabilities
 from pages.shared import frame, reports, ui
 
-AGREEMENT_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "count"),
-                     "accuracy": Column("Accuracy", "percent"), "mean_confidence": Column("Mean confidence", "percent")}
 # accuracy and confidence per level are in the emotion-aware section's table already
 LABEL_PROBABILITY_COLUMNS = {"votes": Column("Votes"), "images": Column("Images", "count"),
                              "mean_label_probability": Column("Mean predicted p(label)", "percent")}

@@ -14,7 +14,7 @@ import streamlit as st
 
 from emotion_core import compare, runs
 from emotion_core.compare import BUCKET_TITLES, BUCKETS, Comparison
-from emotion_core.confusion import ALL_VOTES, page_of
+from emotion_core.confusion import ALL_VOTES
 from emotion_core.dataset_attributes import describe
 from emotion_core.runs import RunInfo
 from emotion_core.votes import images_in_group
@@ -185,9 +185,7 @@ def compare_gallery(run_a: RunInfo, run_b: RunInfo, rows: pd.DataFrame, choice: 
     if shown.empty:
         st.info("No images here with these filters.")
         return
-    pages = max(1, -(-len(shown) // PER_PAGE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"compare_page_{'_'.join(choice)}", width=220)
-    on_page = page_of(shown, int(page), PER_PAGE)
+    on_page = gallery.page_picker(shown, f"compare_page_{'_'.join(choice)}", per_page=PER_PAGE)
     if tagging and store is not None:
         gallery.tag_bar(store, dataset, on_page["image_id"].tolist())
     if show_cams:

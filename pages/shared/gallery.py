@@ -211,14 +211,19 @@ def image_gallery(run: RunInfo, rows: pd.DataFrame, *, prefix: str = "", page_ke
         chosen = filters_text(wanted_attributes, ranges)  # kept from another cell, maybe: say which
         st.info(f"No images {where} with these filters{f' ({chosen} selected)' if chosen else ''}.")
         return
-    pages = max(1, -(-len(shown) // PER_PAGE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=page_key, width=220)
-    on_page = multilabel_view.with_sets(run, page_of(shown, int(page), PER_PAGE))  # sets: multi-label view on
+    on_page = multilabel_view.with_sets(run, page_picker(shown, page_key))  # sets: multi-label view on
     tagging = tagging and store is not None
     if tagging:
         tag_bar(store, dataset, on_page["image_id"].tolist())
     grid(run, on_page, show_cams, tagging, tags_of_images(tag_table, on_page["image_id"]), ui.attributes_by_id(run),
          ui.vote_shares(run))
+
+
+def page_picker(shown: pd.DataFrame, key: str, per_page: int = PER_PAGE) -> pd.DataFrame:
+    """A "Page (of N)" number input under key, and the rows of shown on the chosen page."""
+    pages = max(1, -(-len(shown) // per_page))
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=key, width=220)
+    return page_of(shown, int(page), per_page)
 
 
 def cell_image_ids(run: RunInfo, predictions: pd.DataFrame) -> list[str]:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from emotion_core.neighbours import (SPLIT_NOUNS, evaluate_command, label_summary, missing_embeddings_message,
-                                     neighbours_of, shortfall_note)
+from emotion_core.neighbours import (SPLIT_NOUNS, label_summary, missing_embeddings_message, neighbours_of,
+                                     shortfall_note)
 from emotion_core.runs import RunInfo
 from pages.shared import gallery, ui
 
@@ -34,7 +34,7 @@ def show(run: RunInfo, *, image_id: str | None = None, vector: np.ndarray | None
     present = set(table["split"].astype(str))
     if splits and splits[0] not in present:
         st.info(f"This run has no evaluated {SPLIT_NOUNS.get(splits[0], splits[0])}; add them with "
-                f"`{evaluate_command(run.path, ui.metrics(run).get('dataset'))}`")
+                f"`{ui.evaluate_command(run)}`")
         return
     try:
         found = neighbours_of(table, index, image_id=image_id, vector=vector, k=k, splits=splits)

@@ -222,7 +222,8 @@ def _label_issue_neighbours(run_path: str, versions: tuple[float, float], image_
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _evaluated_ids(run_path: str, mtime: float) -> pd.Index:
-    return pd.Index(_predictions(run_path, mtime)["image_id"].astype(str).unique())
+    """Every split's image ids in row order (an id listed twice stays twice): positions in _predictions."""
+    return pd.Index(_predictions(run_path, mtime)["image_id"].astype(str))
 
 
 def is_evaluated(run: runs.RunInfo, image_id: str) -> bool:
@@ -308,6 +309,13 @@ def classes(run: runs.RunInfo) -> ClassSet:
 
 def metrics(run: runs.RunInfo) -> dict:
     return _metrics(str(run.path), _mtime(run.path / runs.METRICS_FILE))
+
+
+def evaluate_command(run: runs.RunInfo) -> str:
+    """The command that evaluates every split of the run (embeddings included), on metrics.json's dataset."""
+    from emotion_core.neighbours import evaluate_command as command
+
+    return command(run.path, metrics(run).get("dataset"))
 
 
 def predictions(run: runs.RunInfo) -> pd.DataFrame:
@@ -544,9 +552,11 @@ def prediction_row_any_split(run: runs.RunInfo, image_id: str | None) -> pd.Seri
     row = prediction_row(run, image_id)
     if row is not None or image_id is None:
         return row
-    table = all_predictions(run)
-    found = table[table["image_id"] == image_id]
-    return None if found.empty else found.iloc[0]
+    version = predictions_version(run)
+    index = _evaluated_ids(*version)  # cached: the inspector asks up to six times a rerun
+    if image_id not in index:
+        return None
+    return _predictions(*version).iloc[index.get_indexer_for([image_id])[0]]
 
 
 def predictor(run: runs.RunInfo) -> Predictor | None:
