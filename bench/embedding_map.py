@@ -33,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from emotion_core.neighbours import unit_rows  # noqa: E402  (the pages' own normalisation)
 
 METHODS = ("pca", "pca50+umap", "pca50+opentsne", "pca50+sklearn-tsne")
 NEIGHBOURS = 10
@@ -74,11 +75,6 @@ def clustered_embeddings(n: int, dim: int = 512, classes: int = 8, seed: int = 0
     accuracy), so the map has real mixing to keep or lose."""
     labels = np.random.default_rng(seed).integers(0, classes, n)
     return labelled_embeddings(labels, dim, seed=seed + 1), labels
-
-
-def unit_rows(features: np.ndarray) -> np.ndarray:
-    x = features.astype(np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def project(method: str, x: np.ndarray, threads: int) -> np.ndarray:

@@ -33,7 +33,8 @@ import pandas as pd
 
 from emotion_core.fileio import atomic_path
 from emotion_core.labels import ClassSet
-from emotion_core.runs import EMBEDDINGS_FILE, PREDICTIONS_FILE, load_embeddings, load_predictions
+from emotion_core.neighbours import rows_in_embedding_order, unit_rows
+from emotion_core.runs import EMBEDDINGS_FILE, PREDICTIONS_FILE, load_embeddings
 from emotion_core.votes import AGREEMENT_LEVELS, NO_VOTES, NON_UNANIMOUS, STRONGLY_DIVIDED, UNANIMOUS
 
 METHOD = "pca50+umap"
@@ -103,12 +104,14 @@ def compute_map(run_dir: str | os.PathLike, split: str, *, progress: Progress | 
     """Compute the split's map and cache it (see split_map)."""
     run_dir = Path(run_dir)
     report = progress or (lambda fraction, text: None)
-    sources = _sources(run_dir, split) if (run_dir / EMBEDDINGS_FILE).exists() else None
-    embeddings = load_embeddings(run_dir)
-    if embeddings is None or sources is None:
+    if not (run_dir / EMBEDDINGS_FILE).exists():
         raise ValueError(f"the run has no {EMBEDDINGS_FILE}")
-    predictions = load_predictions(run_dir)
-    _check_rows(predictions, embeddings)
+    sources = _sources(run_dir, split)  # before reading: a file replaced meanwhile leaves a stale cache, not a wrong one
+    embeddings = load_embeddings(run_dir)
+    predictions = _map_columns(run_dir / PREDICTIONS_FILE)
+    if embeddings.ndim != 2:
+        raise ValueError(f"{EMBEDDINGS_FILE} holds an array of shape {embeddings.shape}, not (N, d); evaluate the run again")
+    rows_in_embedding_order(predictions, embeddings)  # only its checks: row i of the embeddings is cam_index i's
     rows = predictions.loc[predictions["split"] == split, ["image_id", "cam_index"]].reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"the run has no predictions for split {split!r}")
@@ -120,15 +123,13 @@ def compute_map(run_dir: str | os.PathLike, split: str, *, progress: Progress | 
     return table
 
 
-def _check_rows(predictions: pd.DataFrame, embeddings: np.ndarray) -> None:
-    """One-line ValueError unless row i of the embeddings can be the prediction with cam_index i."""
-    if embeddings.ndim != 2 or len(embeddings) != len(predictions):
-        raise ValueError(f"{EMBEDDINGS_FILE} has {len(embeddings)} rows but {PREDICTIONS_FILE} has {len(predictions)}: "
-                         "they are from different evaluations; evaluate the run again")
-    cam_index = predictions["cam_index"].to_numpy() if "cam_index" in predictions else None
-    if cam_index is None or not np.array_equal(np.sort(cam_index), np.arange(len(predictions))):
-        raise ValueError(f"{PREDICTIONS_FILE} has no cam_index 0..{len(predictions) - 1} to match the embeddings' "
-                         "rows; evaluate the run again")
+def _map_columns(path: Path) -> pd.DataFrame:
+    """The predictions' image_id, split and cam_index (those present): all a map reads of a table that can
+    hold a hundred columns."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in ("image_id", "split", "cam_index") if c in present])
 
 
 def _write_map(path: Path, table: pd.DataFrame, sources: dict) -> None:
@@ -139,12 +140,6 @@ def _write_map(path: Path, table: pd.DataFrame, sources: dict) -> None:
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(sources)})
     with atomic_path(path) as tmp:
         pq.write_table(arrow, tmp)
-
-
-def unit_rows(embeddings: np.ndarray) -> np.ndarray:
-    """float32 rows of length 1 (all-zero rows stay zero): Euclidean distance then ranks as cosine does."""
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
 
 
 def project(embeddings: np.ndarray, *, progress: Progress | None = None, seed: int = 0) -> np.ndarray:

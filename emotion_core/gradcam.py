@@ -29,10 +29,6 @@ class GradCam:
         return self.trunk(images)
 
     @torch.no_grad()
-    def logits(self, activations: torch.Tensor) -> torch.Tensor:
-        return self.tail(activations)  # (N, classes)
-
-    @torch.no_grad()
     def logits_and_embeddings(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, classes) logits and (N, d) embeddings (the pooled features that enter the head, e.g.
         512-d for VGG19), from one pass through the tail."""

@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 
 from emotion_core.runs import RUN_FILE, is_imported_predictions, read_json
-from emotion_core.votes import (AGREEMENT_LEVELS, DISTRIBUTION_PREFIX, NO_VOTES, UNANIMOUS, VOTE_COLUMNS,
-                                distribution_columns, vote_distribution, votes_description, with_votes)
+from emotion_core.votes import (AGREEMENT_LEVELS, DISTRIBUTION_PREFIX, NO_VOTES, PROBABILITY_PREFIX, UNANIMOUS,
+                                VOTE_COLUMNS, distribution_columns, vote_distribution, votes_description, with_votes)
 
 OOF_FILE = "oof_probabilities.parquet"
 TRAIN = "train"
 ALL_OUT_OF_SAMPLE = "all out-of-sample"
-PROBABILITY_PREFIX = "p_"
 SUM_TOLERANCE = 1e-3  # probabilities sum to 1 within this (training.import_predictions' check)
 CROSSVAL_COMMAND = "python -m training.crossval --run {run} --folds 5"
 PROBABILITIES_FROM = "probabilities_from"  # where a row's probabilities come from (EVALUATION or CROSS_VALIDATION)

@@ -37,7 +37,7 @@ class NeighbourIndex:
         if not np.isfinite(vectors).all():
             bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
             raise ValueError(f"{len(bad)} embeddings hold NaN or infinite values (first: row {bad[0]})")
-        self.unit = _normalised(vectors)  # (N, d) float32, rows of length 1 (0 for an all-zero row)
+        self.unit = unit_rows(vectors)  # (N, d) float32, rows of length 1 (0 for an all-zero row)
 
     def __len__(self) -> int:
         return len(self.unit)
@@ -60,7 +60,7 @@ class NeighbourIndex:
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"query vectors of shape {np.shape(vectors)}; the index holds {self.dim}-d embeddings")
         searched = self._searched_rows(candidates, exclude)
-        similarities = _normalised(queries) @ self.unit.T  # (q, N): one pass over the index
+        similarities = unit_rows(queries) @ self.unit.T  # (q, N): one pass over the index
         if searched is not None:
             similarities = similarities[:, searched]
         kept = min(k, similarities.shape[1])
@@ -83,9 +83,10 @@ class NeighbourIndex:
         return np.flatnonzero(mask)
 
 
-def _normalised(vectors: np.ndarray) -> np.ndarray:
-    lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(lengths, np.finfo(np.float32).tiny)
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """float32 rows of length 1 (all-zero rows stay zero): Euclidean distance then ranks as cosine does."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
 
 
 def _as_mask(candidates: np.ndarray, size: int) -> np.ndarray:
@@ -200,14 +201,16 @@ def evaluate_command(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike 
             f"--split train,dev,test")
 
 
-def missing_embeddings_message(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike | None = None) -> str:
-    """One line for a run without embeddings.npy, with the one command that adds them."""
+def missing_embeddings_message(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike | None = None,
+                               what: str = "neighbours") -> str:
+    """One line for a run without embeddings.npy (so no `what`: neighbours, map), with the one command that
+    adds them."""
     run_dir = Path(run_dir)
     dataset = dataset_dir or load_metrics(run_dir).get("dataset") or "DATASET_DIR"
     if is_imported_predictions(run_dir):
-        return (f"This run (imported predictions) has no embeddings, so no neighbours: import it again with "
+        return (f"This run (imported predictions) has no embeddings, so no {what}: import it again with "
                 f"--embeddings: `python -m training.import_predictions --dataset {shlex.quote(str(dataset))} "
                 f"--predictions YOUR_PREDICTIONS --embeddings YOUR_EMBEDDINGS.npy --out {shlex.quote(str(run_dir))} "
                 f"--overwrite`")
-    return (f"This run has no embeddings (evaluated before they were stored), so no neighbours; add them with "
+    return (f"This run has no embeddings (evaluated before they were stored), so no {what}; add them with "
             f"`{evaluate_command(run_dir, dataset)}`")

@@ -33,8 +33,9 @@ import pandas as pd
 
 from emotion_core.emotion_metrics import class_polarities, wheel_distances
 from emotion_core.labels import ClassSet
+from emotion_core.ldl_metrics import voted_distributions
 from emotion_core.runs import RUN_FILE, read_json
-from emotion_core.votes import DISTRIBUTION_PREFIX
+from emotion_core.votes import DISTRIBUTION_PREFIX, agreement
 
 TARGETS = ("onehot", "votes", "smoothed")
 SPREADS = ("uniform", "polarity", "wheel")
@@ -125,18 +126,15 @@ def smoothed(labels: np.ndarray, num_classes: int, epsilon: float = DEFAULT_EPSI
 def distribution_rows(frame: pd.DataFrame, classes: ClassSet) -> tuple[np.ndarray, np.ndarray]:
     """(mask of images with a usable distribution, (N, C) normalised distribution, zeros elsewhere).
     Usable: votes_<class> recorded for every class of the set, none negative, some vote."""
+    distributions = voted_distributions(frame, classes.names)  # NaN rows: not usable
+    if distributions is None:
+        return np.zeros(len(frame), dtype=bool), np.zeros((len(frame), len(classes)), dtype=np.float32)
     columns = [DISTRIBUTION_PREFIX + name for name in classes.names]
-    table = np.zeros((len(frame), len(classes)), dtype=np.float32)
-    if not all(c in frame for c in columns):
-        return np.zeros(len(frame), dtype=bool), table
-    votes = np.column_stack([pd.to_numeric(frame[c], errors="coerce").astype("float64") for c in columns])
-    if (votes < 0).any():
-        raise ValueError(f"image {frame['image_id'].iloc[int(np.nonzero((votes < 0).any(axis=1))[0][0])]!r}: "
-                         "a negative vote count")
-    totals = votes.sum(axis=1)
-    usable = ~np.isnan(votes).any(axis=1) & (totals > 0)
-    table[usable] = votes[usable] / totals[usable, None]
-    return usable, table
+    negative = np.flatnonzero((frame[columns].apply(pd.to_numeric, errors="coerce") < 0).any(axis=1))
+    if len(negative):  # an error here, where voted_distributions only leaves the row out
+        raise ValueError(f"image {frame['image_id'].iloc[negative[0]]!r}: a negative vote count")
+    usable = ~np.isnan(distributions).any(axis=1)
+    return usable, np.where(usable[:, None], distributions, 0.0).astype(np.float32)
 
 
 def spread_weights(classes: ClassSet, spread: str) -> tuple[np.ndarray, list[str]]:
@@ -172,12 +170,10 @@ def agree_rows(frame: pd.DataFrame, classes: ClassSet, spread: str) -> tuple[np.
     """(mask of images with usable agree/disagree votes, (N, C) targets, notes): the agree share on the label,
     the rest spread over the other classes by `spread`."""
     labels = label_indices(frame, classes)
-    agree = pd.to_numeric(frame.get("agree", pd.Series(np.nan, index=frame.index)), errors="coerce")
-    disagree = pd.to_numeric(frame.get("disagree", pd.Series(np.nan, index=frame.index)), errors="coerce")
-    agree, disagree = agree.astype("float64").to_numpy(), disagree.astype("float64").to_numpy()
-    total = agree + disagree
-    usable = (total > 0) & (agree >= 0) & (disagree >= 0)  # NaN compares False: a missing count is no vote
-    share = np.divide(agree, total, out=np.zeros(len(frame)), where=usable)
+    counts = frame.reindex(columns=["agree", "disagree"])  # an absent column: NaN, no vote
+    share = agreement(counts["agree"], counts["disagree"]).to_numpy()  # NaN where there are no votes
+    usable = ~np.isnan(share) & (counts.apply(pd.to_numeric, errors="coerce") >= 0).all(axis=1).to_numpy()
+    share = np.where(usable, share, 0.0)
     weights, notes = spread_weights(classes, spread)
     table = (1.0 - share)[:, None] * weights[labels]
     table[np.arange(len(labels)), labels] = share

@@ -24,7 +24,7 @@ def keep_selection() -> None:
 
 
 if not (run.path / EMBEDDINGS_FILE).exists():
-    st.info(missing_embeddings_message(run.path).replace("so no neighbours", "so no map"))
+    st.info(missing_embeddings_message(run.path, what="map"))
     st.stop()
 try:
     points = ui.embedding_map(run)
